@@ -6,6 +6,7 @@
 
 mod access;
 mod authority;
+mod dates;
 mod nhs_number;
 mod organisation;
 mod plan;
@@ -14,6 +15,7 @@ mod uk_time;
 pub use access::{
     ACCESS_HISTORY_LIMIT, ACCESS_HISTORY_SAME_PERSON_WINDOW, AccessRecord, access_history,
 };
+pub use dates::{format_iso_date, parse_iso_date};
 pub use authority::{LaCode, LocalAuthority, PhoneNumber};
 pub use nhs_number::NhsNumber;
 pub use organisation::{OdsCode, Organisation, SettingType};
@@ -32,6 +34,8 @@ pub enum DomainError {
     NhsNumberFormat(String),
     #[error("the NHS number {0:?} fails its check digit; check it was typed correctly")]
     NhsNumberCheckDigit(String),
+    #[error("{0:?} is not a date in the form YYYY-MM-DD")]
+    Date(String),
     #[error("the plan type must be one of CPP, LAC or UCPP, got {0:?}")]
     PlanType(String),
     #[error("the end date {end} is before the start date {start}")]

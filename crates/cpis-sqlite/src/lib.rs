@@ -1,0 +1,434 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Writes go to one writer thread that commits whatever is waiting as one
+//! durable transaction (see `writer`); reads use a small pool of read-only
+//! connections and run on the caller's thread, since every read here is an
+//! index lookup that takes microseconds.
+
+mod migrations;
+mod rows;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use cpis_domain::{
+    AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan, format_iso_date,
+};
+use cpis_store::{
+    AppliedPlans, OutboxClaim, OutboxItem, PlanBatch, PlanPage, Store, StoreCounts, StoreError,
+    StoreResult,
+};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::rows::{DbResult, micros};
+use crate::writer::{JobSender, write};
+
+/// The name of the database file inside a data directory.
+pub const DATABASE_FILE: &str = "cpis.db";
+
+/// How many idle read connections are kept.
+const READERS_KEPT: usize = 16;
+
+/// A store in one SQLite database file.
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: JobSender,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir`, applies any
+    /// migrations, and starts the writer thread.
+    pub fn open(data_dir: &Path) -> StoreResult<Self> {
+        let path = data_dir.join(DATABASE_FILE);
+        let mut conn = Connection::open(&path).map_err(|error| {
+            StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
+        })?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .db()?;
+        migrations::apply(&mut conn)?;
+        let (jobs, queue) = tokio::sync::mpsc::channel(writer::QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("cpis-sqlite-writer".into())
+            .spawn(move || writer::run_writer(conn, queue))
+            .map_err(|error| StoreError::Backend(Box::new(error)))?;
+        Ok(SqliteStore {
+            path,
+            jobs,
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs a read on a pooled read-only connection.
+    fn read<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let pooled = self.readers.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => self.open_reader()?,
+        };
+        let outcome = work(&conn);
+        if let Ok(mut idle) = self.readers.lock() {
+            if idle.len() < READERS_KEPT {
+                idle.push(conn);
+            }
+        }
+        outcome
+    }
+
+    fn open_reader(&self) -> StoreResult<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|error| {
+            StoreError::Unavailable(format!("cannot open {}: {error}", self.path.display()))
+        })?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+            .db()?;
+        Ok(conn)
+    }
+}
+
+impl Store for SqliteStore {
+    async fn check_ready(&self) -> StoreResult<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).db())?;
+        write(&self.jobs, |_| Ok(())).await
+    }
+
+    async fn counts(&self) -> StoreResult<StoreCounts> {
+        self.read(|conn| {
+            let count = |sql: &str| -> StoreResult<u64> {
+                conn.query_row(sql, [], |row| row.get::<_, i64>(0))
+                    .db()
+                    .map(|n| u64::try_from(n).unwrap_or(0))
+            };
+            Ok(StoreCounts {
+                local_authorities: count("SELECT count(*) FROM local_authority")?,
+                organisations: count("SELECT count(*) FROM organisation")?,
+                plans: count("SELECT count(*) FROM plan")?,
+                access_records: count("SELECT count(*) FROM access_log")?,
+                outbox_pending: count("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")?,
+            })
+        })
+    }
+
+    async fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+        self.read(|conn| {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()
+            .db()
+        })
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        write(&self.jobs, move |conn| {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_local_authorities(&self, authorities: Vec<LocalAuthority>) -> StoreResult<()> {
+        write(&self.jobs, move |conn| {
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO local_authority (code, name, emergency_duty_number, office_hours_number)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (code) DO UPDATE SET name = excluded.name,
+                         emergency_duty_number = excluded.emergency_duty_number,
+                         office_hours_number = excluded.office_hours_number",
+                )
+                .db()?;
+            for la in &authorities {
+                insert
+                    .execute(params![
+                        la.code.as_str(),
+                        la.name,
+                        la.emergency_duty_number.as_str(),
+                        la.office_hours_number.as_str()
+                    ])
+                    .db()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn local_authorities(&self) -> StoreResult<Vec<LocalAuthority>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT code, name, emergency_duty_number, office_hours_number
+                     FROM local_authority ORDER BY code",
+                )
+                .db()?;
+            let rows = select.query_map([], rows::local_authority).db()?;
+            rows.map(|row| row.db().and_then(|la| la)).collect()
+        })
+    }
+
+    async fn local_authority(&self, code: LaCode) -> StoreResult<Option<LocalAuthority>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT code, name, emergency_duty_number, office_hours_number
+                 FROM local_authority WHERE code = ?1",
+            )
+            .db()?
+            .query_row([code.as_str()], rows::local_authority)
+            .optional()
+            .db()?
+            .transpose()
+        })
+    }
+
+    async fn put_organisations(&self, organisations: Vec<Organisation>) -> StoreResult<()> {
+        write(&self.jobs, move |conn| {
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO organisation (code, name, setting_type) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (code) DO UPDATE SET name = excluded.name,
+                         setting_type = excluded.setting_type",
+                )
+                .db()?;
+            for organisation in &organisations {
+                insert
+                    .execute(params![
+                        organisation.code.as_str(),
+                        organisation.name,
+                        organisation.setting_type.code()
+                    ])
+                    .db()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn organisation(&self, code: OdsCode) -> StoreResult<Option<Organisation>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT code, name, setting_type FROM organisation WHERE code = ?1",
+            )
+            .db()?
+            .query_row([code.as_str()], rows::organisation)
+            .optional()
+            .db()?
+            .transpose()
+        })
+    }
+
+    async fn organisations(&self) -> StoreResult<Vec<Organisation>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached("SELECT code, name, setting_type FROM organisation ORDER BY code")
+                .db()?;
+            let rows = select.query_map([], rows::organisation).db()?;
+            rows.map(|row| row.db().and_then(|organisation| organisation))
+                .collect()
+        })
+    }
+
+    async fn plans_for_nhs_number(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> StoreResult<Vec<(Plan, LocalAuthority)>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT p.nhs_number, p.la_code, p.plan_type, p.start_date, p.end_date,
+                            p.delete_date, p.expected_delivery_date, p.local_reference,
+                            la.code, la.name, la.emergency_duty_number, la.office_hours_number
+                     FROM plan p JOIN local_authority la ON la.code = p.la_code
+                     WHERE p.nhs_number = ?1",
+                )
+                .db()?;
+            let rows = select
+                .query_map([rows::nhs(nhs_number)], |row| {
+                    Ok((rows::plan(row, 0)?, rows::local_authority_at(row, 8)?))
+                })
+                .db()?;
+            rows.map(|row| {
+                let (plan, la) = row.db()?;
+                Ok((plan?, la?))
+            })
+            .collect()
+        })
+    }
+
+    async fn plans_for_la(&self, la: LaCode, page: PlanPage) -> StoreResult<Vec<Plan>> {
+        self.read(|conn| {
+            let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+            let mut out = Vec::new();
+            let mut push = |row: &rusqlite::Row<'_>| -> rusqlite::Result<()> {
+                out.push(rows::plan(row, 0)?);
+                Ok(())
+            };
+            match page.after {
+                None => {
+                    let mut select = conn
+                        .prepare_cached(&format!(
+                            "{} WHERE la_code = ?1 ORDER BY nhs_number, plan_type, start_date LIMIT ?2",
+                            rows::SELECT_PLAN
+                        ))
+                        .db()?;
+                    let mut rows = select.query(params![la.as_str(), limit]).db()?;
+                    while let Some(row) = rows.next().db()? {
+                        push(row).db()?;
+                    }
+                }
+                Some(after) => {
+                    let mut select = conn
+                        .prepare_cached(&format!(
+                            "{} WHERE la_code = ?1 AND (nhs_number, plan_type, start_date) > (?2, ?3, ?4)
+                             ORDER BY nhs_number, plan_type, start_date LIMIT ?5",
+                            rows::SELECT_PLAN
+                        ))
+                        .db()?;
+                    let mut rows = select
+                        .query(params![
+                            la.as_str(),
+                            rows::nhs(after.nhs_number),
+                            after.plan_type.code(),
+                            format_iso_date(after.start_date),
+                            limit
+                        ])
+                        .db()?;
+                    while let Some(row) = rows.next().db()? {
+                        push(row).db()?;
+                    }
+                }
+            }
+            out.into_iter().collect()
+        })
+    }
+
+    async fn apply_plans(&self, batch: PlanBatch) -> StoreResult<AppliedPlans> {
+        write(&self.jobs, move |conn| rows::apply_plans(conn, &batch)).await
+    }
+
+    async fn record_access(&self, record: AccessRecord, outbox: Vec<OutboxItem>) -> StoreResult<()> {
+        write(&self.jobs, move |conn| {
+            rows::insert_access(conn, &record)?;
+            for item in &outbox {
+                rows::insert_outbox(conn, item)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn recent_unscheduled_accesses(
+        &self,
+        nhs_number: NhsNumber,
+        limit: usize,
+    ) -> StoreResult<Vec<AccessRecord>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached(&format!(
+                    "{} WHERE nhs_number = ?1 AND unscheduled = 1 ORDER BY at DESC, id DESC LIMIT ?2",
+                    rows::SELECT_ACCESS
+                ))
+                .db()?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = select
+                .query_map(params![rows::nhs(nhs_number), limit], rows::access)
+                .db()?;
+            rows.map(|row| row.db().and_then(|record| record)).collect()
+        })
+    }
+
+    async fn claim_outbox(&self, claim: OutboxClaim) -> StoreResult<Vec<OutboxItem>> {
+        write(&self.jobs, move |conn| {
+            let now = micros(claim.now);
+            let lease_until = micros(claim.now + claim.lease);
+            let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+            let mut update = conn
+                .prepare_cached(
+                    "UPDATE outbox SET claimed_by = ?1, lease_until = ?2
+                     WHERE id IN (
+                         SELECT id FROM outbox
+                         WHERE delivered_at IS NULL AND available_at <= ?3
+                           AND (lease_until IS NULL OR lease_until <= ?3)
+                         ORDER BY id LIMIT ?4)
+                     RETURNING id, la_code, kind, payload, created_at, attempts",
+                )
+                .db()?;
+            let rows = update
+                .query_map(params![claim.node, lease_until, now, limit], rows::outbox)
+                .db()?;
+            let mut items = rows
+                .map(|row| row.db().and_then(|item| item))
+                .collect::<StoreResult<Vec<_>>>()?;
+            items.sort_by_key(|item| item.id);
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn complete_outbox(
+        &self,
+        node: &str,
+        ids: Vec<Uuid>,
+        at: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        let node = node.to_owned();
+        write(&self.jobs, move |conn| {
+            let mut update = conn
+                .prepare_cached(
+                    "UPDATE outbox SET delivered_at = ?1, claimed_by = NULL, lease_until = NULL
+                     WHERE id = ?2 AND claimed_by = ?3 AND delivered_at IS NULL",
+                )
+                .db()?;
+            let mut marked = 0;
+            for id in &ids {
+                marked += update
+                    .execute(params![micros(at), id.to_string(), node])
+                    .db()? as u64;
+            }
+            Ok(marked)
+        })
+        .await
+    }
+
+    async fn retry_outbox(
+        &self,
+        node: &str,
+        id: Uuid,
+        retry_at: OffsetDateTime,
+        error: &str,
+    ) -> StoreResult<()> {
+        let (node, error) = (node.to_owned(), error.to_owned());
+        write(&self.jobs, move |conn| {
+            conn.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, available_at = ?1, last_error = ?2,
+                     claimed_by = NULL, lease_until = NULL
+                 WHERE id = ?3 AND claimed_by = ?4 AND delivered_at IS NULL",
+            )
+            .db()?
+            .execute(params![micros(retry_at), error, id.to_string(), node])
+            .db()?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,245 @@
+//! The storage boundary: the [`Store`] trait that the use cases in `cpis-core`
+//! are written against, the error every backend reports, and the
+//! [`conformance`] suite that every backend runs to prove it behaves the same.
+//!
+//! Nothing here names SQL; dialects live in the backend crates.
+
+pub mod conformance;
+
+use std::future::Future;
+
+use cpis_domain::{
+    AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan, PlanKey,
+};
+use serde::{Deserialize, Serialize};
+use time::{Date, Duration, OffsetDateTime};
+use uuid::Uuid;
+
+/// What can go wrong in a store, sorted by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refused the work for now: the caller
+    /// answers 503 and the client may retry. Nothing was written.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A row refers to something that does not exist (an unknown local
+    /// authority, say). Nothing was written.
+    #[error("{0}")]
+    Conflict(String),
+    /// A snapshot upload would withdraw more plans than its guard allows.
+    /// Nothing was written.
+    #[error(
+        "the snapshot would withdraw {would_withdraw} of the {visible} plans on record, more than the {max_percent}% allowed"
+    )]
+    SnapshotGuard {
+        would_withdraw: u64,
+        visible: u64,
+        max_percent: u32,
+    },
+    /// Stored data does not parse back into domain types: a bug or tampering.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// Anything else the backend reports.
+    #[error("database error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One batch of plans from one local authority, applied all or nothing.
+#[derive(Debug, Clone)]
+pub struct PlanBatch {
+    pub la: LaCode,
+    /// Marks every plan the batch touches; a snapshot withdraws the LA's other plans.
+    pub batch_id: Uuid,
+    /// Inserted, or updated where a plan with the same [`PlanKey`] exists.
+    /// Every plan must belong to `la`.
+    pub plans: Vec<Plan>,
+    /// Present for a snapshot: the LA's plans absent from `plans` are withdrawn.
+    pub snapshot: Option<Snapshot>,
+    pub at: OffsetDateTime,
+}
+
+/// How a snapshot withdraws the plans it does not mention.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    /// The delete date given to withdrawn plans (the UK date of the upload).
+    pub withdraw_on: Date,
+    /// Refuse the whole batch when it would withdraw more than this share of
+    /// the LA's plans that are not already withdrawn. `None` forces it.
+    pub max_withdraw_percent: Option<u32>,
+}
+
+/// What applying a [`PlanBatch`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AppliedPlans {
+    pub inserted: u64,
+    pub updated: u64,
+    pub withdrawn: u64,
+}
+
+/// One page of an LA's plans, in [`PlanKey`] order after `after`.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanPage {
+    pub after: Option<PlanKey>,
+    pub limit: usize,
+}
+
+/// The kinds of message the outbox carries to local authorities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxKind {
+    Access,
+    RepeatAttendance,
+}
+
+impl OutboxKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            OutboxKind::Access => "access",
+            OutboxKind::RepeatAttendance => "repeat_attendance",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Self> {
+        [OutboxKind::Access, OutboxKind::RepeatAttendance]
+            .into_iter()
+            .find(|kind| kind.code() == code)
+    }
+}
+
+/// A message to one local authority, written in the same transaction as the
+/// fact that caused it and delivered later by a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// A UUIDv7: stable across retries, so receivers can drop duplicates.
+    pub id: Uuid,
+    pub la: LaCode,
+    pub kind: OutboxKind,
+    pub payload: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+}
+
+/// A worker's request for outbox items to deliver.
+#[derive(Debug, Clone)]
+pub struct OutboxClaim {
+    /// Who claims: one name per running node.
+    pub node: String,
+    pub now: OffsetDateTime,
+    /// How long the claim holds; after that another node may take the item over.
+    pub lease: Duration,
+    pub limit: usize,
+}
+
+/// Counts for status pages and readiness; never anything about one child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StoreCounts {
+    pub local_authorities: u64,
+    pub organisations: u64,
+    pub plans: u64,
+    pub access_records: u64,
+    pub outbox_pending: u64,
+}
+
+/// Everything the use cases need from storage.
+///
+/// Every method is one transaction: it is applied whole or not at all. A
+/// method that returns `Ok` after writing has made the write durable.
+pub trait Store: Send + Sync + 'static {
+    /// `Ok` when the store can serve reads and writes now.
+    fn check_ready(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn counts(&self) -> impl Future<Output = StoreResult<StoreCounts>> + Send;
+
+    /// A small key-value table for facts about the store itself.
+    fn meta(&self, key: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    fn set_meta(&self, key: &str, value: &str) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Inserts or replaces local authorities by code.
+    fn put_local_authorities(
+        &self,
+        authorities: Vec<LocalAuthority>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// All local authorities, by code.
+    fn local_authorities(&self) -> impl Future<Output = StoreResult<Vec<LocalAuthority>>> + Send;
+    fn local_authority(
+        &self,
+        code: LaCode,
+    ) -> impl Future<Output = StoreResult<Option<LocalAuthority>>> + Send;
+
+    /// Inserts or replaces care settings by code.
+    fn put_organisations(
+        &self,
+        organisations: Vec<Organisation>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn organisation(
+        &self,
+        code: OdsCode,
+    ) -> impl Future<Output = StoreResult<Option<Organisation>>> + Send;
+    /// All care settings, by code.
+    fn organisations(&self) -> impl Future<Output = StoreResult<Vec<Organisation>>> + Send;
+
+    /// Every plan held for an NHS number, in all LAs, withdrawn or not, each
+    /// with its LA. The caller applies the visibility rule.
+    fn plans_for_nhs_number(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> impl Future<Output = StoreResult<Vec<(Plan, LocalAuthority)>>> + Send;
+
+    /// One page of an LA's plans in key order.
+    fn plans_for_la(
+        &self,
+        la: LaCode,
+        page: PlanPage,
+    ) -> impl Future<Output = StoreResult<Vec<Plan>>> + Send;
+
+    /// Applies a batch in one transaction. Refuses the whole batch with
+    /// [`StoreError::Conflict`] if the LA is unknown or a plan belongs to
+    /// another LA, and with [`StoreError::SnapshotGuard`] when a snapshot
+    /// would withdraw too much.
+    fn apply_plans(&self, batch: PlanBatch) -> impl Future<Output = StoreResult<AppliedPlans>> + Send;
+
+    /// Appends an access record and its outbox items in one transaction.
+    /// The log is append-only: no method changes or removes a record.
+    fn record_access(
+        &self,
+        record: AccessRecord,
+        outbox: Vec<OutboxItem>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The most recent unscheduled access records of an NHS number, newest first.
+    fn recent_unscheduled_accesses(
+        &self,
+        nhs_number: NhsNumber,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<AccessRecord>>> + Send;
+
+    /// Claims up to `limit` undelivered items that are due and not claimed by
+    /// a live lease, oldest first. Each item is claimed by one node at a time.
+    fn claim_outbox(
+        &self,
+        claim: OutboxClaim,
+    ) -> impl Future<Output = StoreResult<Vec<OutboxItem>>> + Send;
+
+    /// Marks items delivered, where `node` still holds their claim. Returns
+    /// how many it marked.
+    fn complete_outbox(
+        &self,
+        node: &str,
+        ids: Vec<Uuid>,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Gives up `node`'s claim on an item after a failed attempt, counting
+    /// the attempt and making it due again at `retry_at`.
+    fn retry_outbox(
+        &self,
+        node: &str,
+        id: Uuid,
+        retry_at: OffsetDateTime,
+        error: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+}

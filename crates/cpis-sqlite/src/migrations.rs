@@ -1,0 +1,35 @@
+//! Versioned schema migrations, applied in order at start-up.
+//!
+//! The version applied last is kept in SQLite's `user_version`. Each
+//! migration runs in its own exclusive transaction, so a crash mid-way leaves
+//! the previous version intact and the next start applies it again.
+
+use cpis_store::{StoreError, StoreResult};
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::rows::DbResult;
+
+/// Every migration, by version. Keep in step with cpis-postgres's list.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+
+pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .db()?;
+    let newest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if current > newest {
+        return Err(StoreError::Conflict(format!(
+            "the database is at schema version {current}, newer than this cpis knows ({newest}); run a newer cpis"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .db()?;
+        tx.execute_batch(sql).db()?;
+        tx.pragma_update(None, "user_version", version).db()?;
+        tx.commit().db()?;
+        tracing::info!(version, "applied database migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! SQL for the plan, access-log and outbox tables, and conversions between
+//! rows and domain types. Anything read back is parsed again: a row that does
+//! not parse is reported as corrupt, never passed on.
+
+use cpis_domain::{
+    AccessRecord, LaCode, LocalAuthority, LocalReference, NhsNumber, OdsCode, Organisation,
+    PhoneNumber, Plan, PlanFields, PlanKey, PlanType, SettingType, format_iso_date,
+    parse_iso_date,
+};
+use cpis_store::{AppliedPlans, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+pub(crate) trait DbResult<T> {
+    fn db(self) -> StoreResult<T>;
+}
+
+impl<T> DbResult<T> for rusqlite::Result<T> {
+    fn db(self) -> StoreResult<T> {
+        self.map_err(store_error)
+    }
+}
+
+fn store_error(error: rusqlite::Error) -> StoreError {
+    let code = match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => Some(failure.code),
+        _ => None,
+    };
+    match code {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::CannotOpen
+            | ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::ReadOnly
+            | ErrorCode::OutOfMemory,
+        ) => StoreError::Unavailable(error.to_string()),
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(error.to_string()),
+        _ => StoreError::Backend(Box::new(error)),
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// Instants are stored as Unix microseconds.
+pub(crate) fn micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+fn from_micros(value: i64) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(value) * 1_000)
+        .map_err(|_| corrupt(format!("timestamp {value} is out of range")))
+}
+
+pub(crate) fn nhs(number: NhsNumber) -> i64 {
+    i64::try_from(number.as_u64()).unwrap_or(i64::MAX)
+}
+
+fn nhs_from(value: i64) -> StoreResult<NhsNumber> {
+    u64::try_from(value)
+        .ok()
+        .and_then(|value| NhsNumber::from_u64(value).ok())
+        .ok_or_else(|| corrupt(format!("stored NHS number {value} is invalid")))
+}
+
+fn date_from(value: &str) -> StoreResult<Date> {
+    parse_iso_date(value).map_err(corrupt)
+}
+
+fn optional_date(value: Option<String>) -> StoreResult<Option<Date>> {
+    value.as_deref().map(date_from).transpose()
+}
+
+pub(crate) fn local_authority(row: &Row<'_>) -> rusqlite::Result<StoreResult<LocalAuthority>> {
+    local_authority_at(row, 0)
+}
+
+/// Reads `code, name, emergency_duty_number, office_hours_number` from column `at` on.
+pub(crate) fn local_authority_at(
+    row: &Row<'_>,
+    at: usize,
+) -> rusqlite::Result<StoreResult<LocalAuthority>> {
+    let code: String = row.get(at)?;
+    let name: String = row.get(at + 1)?;
+    let emergency: String = row.get(at + 2)?;
+    let office: String = row.get(at + 3)?;
+    Ok((|| {
+        LocalAuthority::new(
+            LaCode::parse(&code).map_err(corrupt)?,
+            &name,
+            PhoneNumber::parse(&emergency).map_err(corrupt)?,
+            PhoneNumber::parse(&office).map_err(corrupt)?,
+        )
+        .map_err(corrupt)
+    })())
+}
+
+pub(crate) fn organisation(row: &Row<'_>) -> rusqlite::Result<StoreResult<Organisation>> {
+    let code: String = row.get(0)?;
+    let name: String = row.get(1)?;
+    let setting: String = row.get(2)?;
+    Ok((|| {
+        Organisation::new(
+            OdsCode::parse(&code).map_err(corrupt)?,
+            &name,
+            SettingType::parse(&setting).map_err(corrupt)?,
+        )
+        .map_err(corrupt)
+    })())
+}
+
+pub(crate) const SELECT_PLAN: &str = "SELECT nhs_number, la_code, plan_type, start_date, end_date,
+        delete_date, expected_delivery_date, local_reference FROM plan";
+
+/// Reads the eight plan columns of [`SELECT_PLAN`] from column `at` on.
+pub(crate) fn plan(row: &Row<'_>, at: usize) -> rusqlite::Result<StoreResult<Plan>> {
+    let nhs_number: i64 = row.get(at)?;
+    let la: String = row.get(at + 1)?;
+    let plan_type: String = row.get(at + 2)?;
+    let start: String = row.get(at + 3)?;
+    let end: Option<String> = row.get(at + 4)?;
+    let delete: Option<String> = row.get(at + 5)?;
+    let delivery: Option<String> = row.get(at + 6)?;
+    let reference: Option<String> = row.get(at + 7)?;
+    Ok((|| {
+        Plan::new(PlanFields {
+            key: PlanKey {
+                la: LaCode::parse(&la).map_err(corrupt)?,
+                nhs_number: nhs_from(nhs_number)?,
+                plan_type: PlanType::parse(&plan_type).map_err(corrupt)?,
+                start_date: date_from(&start)?,
+            },
+            end_date: optional_date(end)?,
+            delete_date: optional_date(delete)?,
+            expected_delivery_date: optional_date(delivery)?,
+            local_reference: reference
+                .as_deref()
+                .map(LocalReference::parse)
+                .transpose()
+                .map_err(corrupt)?,
+        })
+        .map_err(corrupt)
+    })())
+}
+
+pub(crate) fn apply_plans(conn: &Connection, batch: &PlanBatch) -> StoreResult<AppliedPlans> {
+    let la = batch.la.as_str();
+    let known = conn
+        .prepare_cached("SELECT 1 FROM local_authority WHERE code = ?1")
+        .db()?
+        .query_row([la], |_| Ok(()))
+        .optional()
+        .db()?
+        .is_some();
+    if !known {
+        return Err(StoreError::Conflict(format!(
+            "{la} is not a registered local authority"
+        )));
+    }
+    if let Some(foreign) = batch.plans.iter().find(|plan| plan.la() != batch.la) {
+        return Err(StoreError::Conflict(format!(
+            "a plan of {} cannot be sent by {la}",
+            foreign.la()
+        )));
+    }
+    let count_plans = |sql: &str, withdraw_on: Option<&str>| -> StoreResult<u64> {
+        let mut select = conn.prepare_cached(sql).db()?;
+        let count: i64 = match withdraw_on {
+            None => select.query_row([la], |row| row.get(0)),
+            Some(date) => {
+                select.query_row(params![la, date, batch.batch_id.to_string()], |row| {
+                    row.get(0)
+                })
+            }
+        }
+        .db()?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    };
+    const COUNT_ALL: &str = "SELECT count(*) FROM plan WHERE la_code = ?1";
+    // Plans not withdrawn: no delete date, or one still in the future.
+    const COUNT_ACTIVE: &str = "SELECT count(*) FROM plan WHERE la_code = ?1
+        AND (delete_date IS NULL OR delete_date > ?2) AND batch_id <> ?3";
+
+    let withdraw_on = batch
+        .snapshot
+        .map(|snapshot| format_iso_date(snapshot.withdraw_on));
+    let before = count_plans(COUNT_ALL, None)?;
+    let active_before = match &withdraw_on {
+        Some(date) => count_plans(COUNT_ACTIVE, Some(date))?,
+        None => 0,
+    };
+
+    let batch_id = batch.batch_id.to_string();
+    let updated_at = micros(batch.at);
+    let mut upsert = conn
+        .prepare_cached(
+            "INSERT INTO plan (nhs_number, la_code, plan_type, start_date, end_date, delete_date,
+                 expected_delivery_date, local_reference, batch_id, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (nhs_number, la_code, plan_type, start_date) DO UPDATE SET
+                 end_date = excluded.end_date, delete_date = excluded.delete_date,
+                 expected_delivery_date = excluded.expected_delivery_date,
+                 local_reference = excluded.local_reference,
+                 batch_id = excluded.batch_id, updated_at = excluded.updated_at",
+        )
+        .db()?;
+    for plan in &batch.plans {
+        upsert
+            .execute(params![
+                nhs(plan.nhs_number()),
+                la,
+                plan.plan_type().code(),
+                format_iso_date(plan.start_date()),
+                plan.end_date().map(format_iso_date),
+                plan.delete_date().map(format_iso_date),
+                plan.expected_delivery_date().map(format_iso_date),
+                plan.local_reference().map(LocalReference::as_str),
+                batch_id,
+                updated_at,
+            ])
+            .db()?;
+    }
+    let after = count_plans(COUNT_ALL, None)?;
+    let inserted = after.saturating_sub(before);
+    let mut applied = AppliedPlans {
+        inserted,
+        updated: (batch.plans.len() as u64).saturating_sub(inserted),
+        withdrawn: 0,
+    };
+
+    if let (Some(snapshot), Some(date)) = (batch.snapshot, withdraw_on) {
+        let would_withdraw = count_plans(COUNT_ACTIVE, Some(&date))?;
+        if let Some(max_percent) = snapshot.max_withdraw_percent {
+            if would_withdraw * 100 > u64::from(max_percent) * active_before {
+                return Err(StoreError::SnapshotGuard {
+                    would_withdraw,
+                    visible: active_before,
+                    max_percent,
+                });
+            }
+        }
+        applied.withdrawn = conn
+            .prepare_cached(
+                "UPDATE plan SET delete_date = ?2, updated_at = ?4
+                 WHERE la_code = ?1 AND (delete_date IS NULL OR delete_date > ?2)
+                   AND batch_id <> ?3",
+            )
+            .db()?
+            .execute(params![la, date, batch_id, updated_at])
+            .db()? as u64;
+    }
+    Ok(applied)
+}
+
+pub(crate) const SELECT_ACCESS: &str = "SELECT id, at, nhs_number, user_id, user_name, role_code,
+        role_name, activity_code, organisation_code, organisation_name, setting_type,
+        unscheduled, returned, request_id FROM access_log";
+
+pub(crate) fn access(row: &Row<'_>) -> rusqlite::Result<StoreResult<AccessRecord>> {
+    let id: String = row.get(0)?;
+    let at: i64 = row.get(1)?;
+    let nhs_number: i64 = row.get(2)?;
+    let organisation_code: String = row.get(8)?;
+    let setting_type: String = row.get(10)?;
+    let returned: String = row.get(12)?;
+    let text = |index| row.get::<_, String>(index);
+    let (user_id, user_name, role_code, role_name, activity_code, organisation_name) =
+        (text(3)?, text(4)?, text(5)?, text(6)?, text(7)?, text(9)?);
+    let unscheduled: bool = row.get(11)?;
+    let request_id: String = row.get(13)?;
+    Ok((|| {
+        Ok(AccessRecord {
+            id: Uuid::parse_str(&id).map_err(corrupt)?,
+            at: from_micros(at)?,
+            nhs_number: nhs_from(nhs_number)?,
+            user_id,
+            user_name,
+            role_code,
+            role_name,
+            activity_code,
+            organisation_code: OdsCode::parse(&organisation_code).map_err(corrupt)?,
+            organisation_name,
+            setting_type: SettingType::parse(&setting_type).map_err(corrupt)?,
+            unscheduled,
+            returned: serde_json::from_str(&returned).map_err(corrupt)?,
+            request_id,
+        })
+    })())
+}
+
+pub(crate) fn insert_access(conn: &Connection, record: &AccessRecord) -> StoreResult<()> {
+    let returned = serde_json::to_string(&record.returned).map_err(corrupt)?;
+    conn.prepare_cached(
+        "INSERT INTO access_log (id, at, nhs_number, user_id, user_name, role_code, role_name,
+             activity_code, organisation_code, organisation_name, setting_type, unscheduled,
+             returned, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )
+    .db()?
+    .execute(params![
+        record.id.to_string(),
+        micros(record.at),
+        nhs(record.nhs_number),
+        record.user_id,
+        record.user_name,
+        record.role_code,
+        record.role_name,
+        record.activity_code,
+        record.organisation_code.as_str(),
+        record.organisation_name,
+        record.setting_type.code(),
+        record.unscheduled,
+        returned,
+        record.request_id,
+    ])
+    .db()?;
+    Ok(())
+}
+
+pub(crate) fn insert_outbox(conn: &Connection, item: &OutboxItem) -> StoreResult<()> {
+    let created_at = micros(item.created_at);
+    conn.prepare_cached(
+        "INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+    )
+    .db()?
+    .execute(params![
+        item.id.to_string(),
+        item.la.as_str(),
+        item.kind.code(),
+        item.payload.to_string(),
+        created_at,
+        item.attempts,
+    ])
+    .db()?;
+    Ok(())
+}
+
+/// Reads `id, la_code, kind, payload, created_at, attempts`.
+pub(crate) fn outbox(row: &Row<'_>) -> rusqlite::Result<StoreResult<OutboxItem>> {
+    let id: String = row.get(0)?;
+    let la: String = row.get(1)?;
+    let kind: String = row.get(2)?;
+    let payload: String = row.get(3)?;
+    let created_at: i64 = row.get(4)?;
+    let attempts: u32 = row.get(5)?;
+    Ok((|| {
+        Ok(OutboxItem {
+            id: Uuid::parse_str(&id).map_err(corrupt)?,
+            la: LaCode::parse(&la).map_err(corrupt)?,
+            kind: OutboxKind::parse(&kind)
+                .ok_or_else(|| corrupt(format!("unknown outbox kind {kind}")))?,
+            payload: serde_json::from_str(&payload).map_err(corrupt)?,
+            created_at: from_micros(created_at)?,
+            attempts,
+        })
+    })())
+}

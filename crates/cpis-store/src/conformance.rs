@@ -1,0 +1,627 @@
+//! The behaviour every [`Store`] backend must show, as plain async functions.
+//!
+//! A backend runs the whole suite with [`conformance_tests!`](crate::conformance_tests),
+//! giving it a function that makes a fresh, empty store (or `None`, after
+//! printing why, to skip). The functions panic on the first difference, so
+//! they are for tests only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::any::Any;
+use std::sync::Arc;
+
+use cpis_domain::{
+    AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, PhoneNumber, Plan,
+    PlanFields, PlanKey, PlanType, SettingType,
+};
+use time::macros::{date, datetime};
+use time::{Date, Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::{
+    OutboxClaim, OutboxItem, OutboxKind, PlanBatch, PlanPage, Snapshot, Store, StoreError,
+};
+
+/// A store under test, and whatever must live as long as it (a temporary
+/// directory, a database schema to drop).
+pub struct Fixture<S> {
+    pub store: Arc<S>,
+    pub guard: Box<dyn Any + Send>,
+}
+
+/// Declares one `#[tokio::test]` per conformance check, each on a fresh store
+/// made by `$fixture`, an `async fn() -> Option<Fixture<S>>`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fixture:path) => {
+        $crate::conformance_tests!(@each $fixture;
+            reference_data_round_trips,
+            plans_are_identified_by_la_nhs_number_type_and_start,
+            plans_of_one_child_span_local_authorities,
+            a_batch_with_a_foreign_or_unknown_la_changes_nothing,
+            snapshots_withdraw_absent_plans_within_their_guard,
+            plans_of_an_la_come_in_pages,
+            access_records_and_their_outbox_items_commit_together,
+            a_failed_access_write_leaves_nothing,
+            outbox_items_are_claimed_by_one_node_at_a_time,
+            concurrent_writes_all_land,
+            meta_round_trips,
+        );
+    };
+    (@each $fixture:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(fixture) = $fixture().await else { return };
+                $crate::conformance::$name(fixture.store.clone()).await;
+                drop(fixture);
+            }
+        )*
+    };
+}
+
+const AT: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
+const TODAY: Date = date!(2026 - 11 - 25);
+
+/// The `n`th valid NHS number in the 999 test range from 999 100 000.
+pub fn test_nhs_number(n: u32) -> NhsNumber {
+    (999_100_000 + n * 7..)
+        .find_map(NhsNumber::with_check_digit)
+        .expect("the test range has valid numbers")
+}
+
+pub fn test_la(code: &str, name: &str) -> LocalAuthority {
+    LocalAuthority::new(
+        LaCode::parse(code).unwrap(),
+        name,
+        PhoneNumber::parse("01632 960000").unwrap(),
+        PhoneNumber::parse("01632 960001").unwrap(),
+    )
+    .unwrap()
+}
+
+pub fn test_plan(la: &str, nhs_number: NhsNumber, plan_type: PlanType, start: Date) -> Plan {
+    Plan::new(PlanFields {
+        key: PlanKey {
+            la: LaCode::parse(la).unwrap(),
+            nhs_number,
+            plan_type,
+            start_date: start,
+        },
+        end_date: None,
+        delete_date: None,
+        expected_delivery_date: None,
+        local_reference: None,
+    })
+    .unwrap()
+}
+
+fn with_end(plan: &Plan, end: Date) -> Plan {
+    Plan::new(PlanFields {
+        key: *plan.key(),
+        end_date: Some(end),
+        delete_date: plan.delete_date(),
+        expected_delivery_date: plan.expected_delivery_date(),
+        local_reference: plan.local_reference().cloned(),
+    })
+    .unwrap()
+}
+
+fn batch(la: &str, plans: Vec<Plan>, snapshot: Option<Snapshot>) -> PlanBatch {
+    PlanBatch {
+        la: LaCode::parse(la).unwrap(),
+        batch_id: Uuid::now_v7(),
+        plans,
+        snapshot,
+        at: AT,
+    }
+}
+
+pub fn test_access(nhs_number: NhsNumber, at: OffsetDateTime, unscheduled: bool) -> AccessRecord {
+    AccessRecord {
+        id: Uuid::now_v7(),
+        at,
+        nhs_number,
+        user_id: "555000000001".to_owned(),
+        user_name: "Dr Ada Example".to_owned(),
+        role_code: "R8000".to_owned(),
+        role_name: "Clinical Practitioner Access Role".to_owned(),
+        activity_code: if unscheduled { "B0107" } else { "B0170" }.to_owned(),
+        organisation_code: OdsCode::parse("X99ED").unwrap(),
+        organisation_name: "Example Emergency Department".to_owned(),
+        setting_type: SettingType::EmergencyDepartment,
+        unscheduled,
+        returned: Vec::new(),
+        request_id: Uuid::now_v7().to_string(),
+    }
+}
+
+fn outbox_item(la: &str, created_at: OffsetDateTime) -> OutboxItem {
+    OutboxItem {
+        id: Uuid::now_v7(),
+        la: LaCode::parse(la).unwrap(),
+        kind: OutboxKind::Access,
+        payload: serde_json::json!({"organisation_code": "X99ED"}),
+        created_at,
+        attempts: 0,
+    }
+}
+
+async fn seed_las<S: Store>(store: &S) {
+    store
+        .put_local_authorities(vec![
+            test_la("E09000007", "Camden"),
+            test_la("E08000025", "Birmingham"),
+            test_la("E10000016", "Kent"),
+        ])
+        .await
+        .unwrap();
+}
+
+pub async fn reference_data_round_trips<S: Store>(store: Arc<S>) {
+    assert!(store.check_ready().await.is_ok());
+    assert_eq!(store.local_authorities().await.unwrap(), vec![]);
+    seed_las(&*store).await;
+    let camden = LaCode::parse("E09000007").unwrap();
+    let listed = store.local_authorities().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|la| la.code.as_str()).collect::<Vec<_>>(),
+        vec!["E08000025", "E09000007", "E10000016"]
+    );
+    // Putting an authority again replaces it.
+    let mut renamed = test_la("E09000007", "London Borough of Camden");
+    renamed.emergency_duty_number = PhoneNumber::parse("020 7946 0000").unwrap();
+    store
+        .put_local_authorities(vec![renamed.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.local_authority(camden).await.unwrap(), Some(renamed));
+    let unknown = LaCode::parse("E06000001").unwrap();
+    assert_eq!(store.local_authority(unknown).await.unwrap(), None);
+
+    let ed = Organisation::new(
+        OdsCode::parse("X99ED").unwrap(),
+        "Example ED",
+        SettingType::EmergencyDepartment,
+    )
+    .unwrap();
+    let gp = Organisation::new(
+        OdsCode::parse("X99GP").unwrap(),
+        "Example Surgery",
+        SettingType::GeneralPractice,
+    )
+    .unwrap();
+    store
+        .put_organisations(vec![gp.clone(), ed.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.organisation(ed.code).await.unwrap(), Some(ed.clone()));
+    assert_eq!(store.organisations().await.unwrap(), vec![ed, gp]);
+    assert_eq!(
+        store
+            .organisation(OdsCode::parse("NOPE1").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.local_authorities, 3);
+    assert_eq!(counts.organisations, 2);
+}
+
+pub async fn plans_are_identified_by_la_nhs_number_type_and_start<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let child = test_nhs_number(1);
+    let cpp = test_plan("E09000007", child, PlanType::ChildProtection, TODAY);
+    let applied = store
+        .apply_plans(batch("E09000007", vec![cpp.clone()], None))
+        .await
+        .unwrap();
+    assert_eq!((applied.inserted, applied.updated, applied.withdrawn), (1, 0, 0));
+
+    // The same identity again updates; a different start date is another plan.
+    let ended = with_end(&cpp, TODAY + Duration::days(10));
+    let later = test_plan(
+        "E09000007",
+        child,
+        PlanType::ChildProtection,
+        TODAY - Duration::days(3),
+    );
+    let applied = store
+        .apply_plans(batch("E09000007", vec![ended.clone(), later.clone()], None))
+        .await
+        .unwrap();
+    assert_eq!((applied.inserted, applied.updated), (1, 1));
+
+    let mut found: Vec<Plan> = store
+        .plans_for_nhs_number(child)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(plan, la)| {
+            assert_eq!(la.name, "Camden");
+            plan
+        })
+        .collect();
+    found.sort_by_key(|plan| *plan.key());
+    let mut expected = vec![ended, later];
+    expected.sort_by_key(|plan| *plan.key());
+    assert_eq!(found, expected);
+    assert!(
+        store
+            .plans_for_nhs_number(test_nhs_number(2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.counts().await.unwrap().plans, 2);
+}
+
+pub async fn plans_of_one_child_span_local_authorities<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let child = test_nhs_number(3);
+    let mut unborn = PlanFields {
+        key: PlanKey {
+            la: LaCode::parse("E08000025").unwrap(),
+            nhs_number: child,
+            plan_type: PlanType::UnbornChildProtection,
+            start_date: TODAY - Duration::days(30),
+        },
+        end_date: None,
+        delete_date: Some(TODAY),
+        expected_delivery_date: Some(TODAY + Duration::days(60)),
+        local_reference: Some(cpis_domain::LocalReference::parse("BHM/UCPP/0042").unwrap()),
+    };
+    let unborn_plan = Plan::new(unborn.clone()).unwrap();
+    unborn.key.la = LaCode::parse("E09000007").unwrap();
+    let camden_plan = test_plan(
+        "E09000007",
+        child,
+        PlanType::LookedAfter,
+        TODAY - Duration::days(400),
+    );
+    store
+        .apply_plans(batch("E08000025", vec![unborn_plan.clone()], None))
+        .await
+        .unwrap();
+    store
+        .apply_plans(batch("E09000007", vec![camden_plan.clone()], None))
+        .await
+        .unwrap();
+    let mut found = store.plans_for_nhs_number(child).await.unwrap();
+    found.sort_by_key(|(plan, _)| *plan.key());
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].0, unborn_plan, "every field survives the round trip");
+    assert_eq!(found[0].1.name, "Birmingham");
+    assert_eq!(found[1].0, camden_plan);
+    assert_eq!(found[1].1.name, "Camden");
+}
+
+pub async fn a_batch_with_a_foreign_or_unknown_la_changes_nothing<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let ours = test_plan(
+        "E09000007",
+        test_nhs_number(4),
+        PlanType::ChildProtection,
+        TODAY,
+    );
+    let theirs = test_plan(
+        "E10000016",
+        test_nhs_number(5),
+        PlanType::ChildProtection,
+        TODAY,
+    );
+    let refused = store
+        .apply_plans(batch("E09000007", vec![ours.clone(), theirs], None))
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    let unknown = test_plan(
+        "E06000001",
+        test_nhs_number(6),
+        PlanType::LookedAfter,
+        TODAY,
+    );
+    let refused = store
+        .apply_plans(batch("E06000001", vec![unknown], None))
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert_eq!(store.counts().await.unwrap().plans, 0);
+}
+
+pub async fn snapshots_withdraw_absent_plans_within_their_guard<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let plans: Vec<Plan> = (0..10)
+        .map(|i| {
+            test_plan(
+                "E10000016",
+                test_nhs_number(100 + i),
+                PlanType::LookedAfter,
+                TODAY,
+            )
+        })
+        .collect();
+    // Another LA's plans are never touched by Kent's snapshot.
+    let camden = test_plan(
+        "E09000007",
+        test_nhs_number(200),
+        PlanType::LookedAfter,
+        TODAY,
+    );
+    store
+        .apply_plans(batch("E09000007", vec![camden.clone()], None))
+        .await
+        .unwrap();
+    store
+        .apply_plans(batch("E10000016", plans.clone(), None))
+        .await
+        .unwrap();
+    let guard = |max| {
+        Some(Snapshot {
+            withdraw_on: TODAY,
+            max_withdraw_percent: max,
+        })
+    };
+
+    // Withdrawing 1 of 10 is exactly 10%: allowed.
+    let applied = store
+        .apply_plans(batch("E10000016", plans[1..].to_vec(), guard(Some(10))))
+        .await
+        .unwrap();
+    assert_eq!(
+        (applied.inserted, applied.updated, applied.withdrawn),
+        (0, 9, 1)
+    );
+    let withdrawn = store
+        .plans_for_nhs_number(plans[0].nhs_number())
+        .await
+        .unwrap();
+    assert_eq!(withdrawn[0].0.delete_date(), Some(TODAY));
+
+    // Withdrawing 2 of the 9 left is over 10%: refused, and nothing changes.
+    let refused = store
+        .apply_plans(batch("E10000016", plans[3..].to_vec(), guard(Some(10))))
+        .await;
+    match refused {
+        Err(StoreError::SnapshotGuard {
+            would_withdraw,
+            visible,
+            max_percent,
+        }) => assert_eq!((would_withdraw, visible, max_percent), (2, 9, 10)),
+        other => panic!("expected the snapshot guard, got {other:?}"),
+    }
+    let still_there = store
+        .plans_for_nhs_number(plans[1].nhs_number())
+        .await
+        .unwrap();
+    assert_eq!(still_there[0].0.delete_date(), None);
+
+    // Forced, it goes through; a plan sent again is no longer withdrawn.
+    let applied = store
+        .apply_plans(batch("E10000016", plans[3..].to_vec(), guard(None)))
+        .await
+        .unwrap();
+    assert_eq!(applied.withdrawn, 2);
+    let applied = store
+        .apply_plans(batch("E10000016", plans.clone(), guard(None)))
+        .await
+        .unwrap();
+    assert_eq!(applied.withdrawn, 0);
+    for plan in &plans {
+        let found = store
+            .plans_for_nhs_number(plan.nhs_number())
+            .await
+            .unwrap();
+        assert_eq!(found[0].0.delete_date(), None);
+    }
+    let camden_found = store
+        .plans_for_nhs_number(camden.nhs_number())
+        .await
+        .unwrap();
+    assert_eq!(camden_found[0].0, camden);
+}
+
+pub async fn plans_of_an_la_come_in_pages<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let plans: Vec<Plan> = (0..25)
+        .map(|i| {
+            test_plan(
+                "E08000025",
+                test_nhs_number(300 + i),
+                PlanType::ChildProtection,
+                TODAY,
+            )
+        })
+        .collect();
+    store
+        .apply_plans(batch("E08000025", plans.clone(), None))
+        .await
+        .unwrap();
+    let la = LaCode::parse("E08000025").unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .plans_for_la(la, PlanPage { after, limit: 10 })
+            .await
+            .unwrap();
+        assert!(page.len() <= 10);
+        let Some(last) = page.last() else { break };
+        after = Some(*last.key());
+        seen.extend(page);
+    }
+    let mut expected = plans;
+    expected.sort_by_key(|plan| *plan.key());
+    assert_eq!(seen, expected);
+    let other = LaCode::parse("E09000007").unwrap();
+    let none = store
+        .plans_for_la(
+            other,
+            PlanPage {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+pub async fn access_records_and_their_outbox_items_commit_together<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let child = test_nhs_number(400);
+    let first = test_access(child, AT, true);
+    let silent = test_access(child, AT + Duration::minutes(1), false);
+    let mut second = test_access(child, AT + Duration::minutes(2), true);
+    second.returned = vec![
+        *test_plan("E09000007", child, PlanType::ChildProtection, TODAY).key(),
+    ];
+    let other_child = test_access(test_nhs_number(401), AT + Duration::minutes(3), true);
+    store
+        .record_access(first.clone(), vec![outbox_item("E09000007", AT)])
+        .await
+        .unwrap();
+    store.record_access(silent, vec![]).await.unwrap();
+    store
+        .record_access(
+            second.clone(),
+            vec![
+                outbox_item("E09000007", AT + Duration::minutes(2)),
+                outbox_item("E10000016", AT + Duration::minutes(2)),
+            ],
+        )
+        .await
+        .unwrap();
+    store.record_access(other_child, vec![]).await.unwrap();
+
+    let recent = store
+        .recent_unscheduled_accesses(child, 10)
+        .await
+        .unwrap();
+    assert_eq!(recent, vec![second.clone(), first]);
+    let limited = store.recent_unscheduled_accesses(child, 1).await.unwrap();
+    assert_eq!(limited, vec![second]);
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.access_records, 4);
+    assert_eq!(counts.outbox_pending, 3);
+}
+
+pub async fn a_failed_access_write_leaves_nothing<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let item = outbox_item("E09000007", AT);
+    store
+        .record_access(test_access(test_nhs_number(500), AT, true), vec![item.clone()])
+        .await
+        .unwrap();
+    // Reusing the outbox item's id must fail the whole write: the access
+    // record must not be kept without its notifications.
+    let child = test_nhs_number(501);
+    let refused = store
+        .record_access(test_access(child, AT, true), vec![item])
+        .await;
+    assert!(refused.is_err());
+    assert!(
+        store
+            .recent_unscheduled_accesses(child, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.counts().await.unwrap().access_records, 1);
+}
+
+pub async fn outbox_items_are_claimed_by_one_node_at_a_time<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let items: Vec<OutboxItem> = (0..3)
+        .map(|i| outbox_item("E09000007", AT - Duration::seconds(3 - i)))
+        .collect();
+    store
+        .record_access(test_access(test_nhs_number(600), AT, true), items.clone())
+        .await
+        .unwrap();
+    let claim = |node: &str, now: OffsetDateTime| OutboxClaim {
+        node: node.to_owned(),
+        now,
+        lease: Duration::seconds(30),
+        limit: 2,
+    };
+
+    let a = store.claim_outbox(claim("a", AT)).await.unwrap();
+    assert_eq!(
+        a.iter().map(|item| item.id).collect::<Vec<_>>(),
+        vec![items[0].id, items[1].id],
+        "oldest first, up to the limit"
+    );
+    assert_eq!(a[0], items[0], "every field survives the round trip");
+    let b = store.claim_outbox(claim("b", AT)).await.unwrap();
+    assert_eq!(b.iter().map(|item| item.id).collect::<Vec<_>>(), vec![items[2].id]);
+    assert!(store.claim_outbox(claim("c", AT)).await.unwrap().is_empty());
+
+    // Node a stalls; after its lease, node c takes its items over.
+    let later = AT + Duration::seconds(31);
+    let c = store.claim_outbox(claim("c", later)).await.unwrap();
+    assert_eq!(c.len(), 2);
+    assert_eq!(
+        store
+            .complete_outbox("a", vec![items[0].id, items[1].id], later)
+            .await
+            .unwrap(),
+        0,
+        "a lost its claim"
+    );
+    assert_eq!(
+        store
+            .complete_outbox("c", vec![items[0].id, items[1].id], later)
+            .await
+            .unwrap(),
+        2
+    );
+
+    // A failed attempt is counted and waits for its retry time.
+    store
+        .retry_outbox("b", items[2].id, later + Duration::minutes(5), "HTTP 500")
+        .await
+        .unwrap();
+    assert!(store.claim_outbox(claim("d", later)).await.unwrap().is_empty());
+    let retried = store
+        .claim_outbox(claim("d", later + Duration::minutes(5)))
+        .await
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 1);
+    assert_eq!(store.counts().await.unwrap().outbox_pending, 1);
+}
+
+pub async fn concurrent_writes_all_land<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let child = test_nhs_number(700);
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let record = test_access(child, AT + Duration::seconds(i), true);
+                store
+                    .record_access(record, vec![outbox_item("E09000007", AT)])
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.access_records, 64);
+    assert_eq!(counts.outbox_pending, 64);
+    let recent = store
+        .recent_unscheduled_accesses(child, 100)
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 64);
+    assert!(recent.windows(2).all(|pair| pair[0].at >= pair[1].at));
+}
+
+pub async fn meta_round_trips<S: Store>(store: Arc<S>) {
+    assert_eq!(store.meta("demo_seed").await.unwrap(), None);
+    store.set_meta("demo_seed", "42").await.unwrap();
+    store.set_meta("demo_seed", "43").await.unwrap();
+    assert_eq!(store.meta("demo_seed").await.unwrap().as_deref(), Some("43"));
+}
