@@ -1,0 +1,176 @@
+//! The use cases of CP-IS, written against the `Store` trait: the only place
+//! where the domain's rules meet storage.
+
+pub mod demo;
+pub mod reference;
+
+use std::sync::Arc;
+
+use cpis_domain::{DomainError, LocalAuthority};
+use cpis_store::{PlanBatch, Store, StoreCounts, StoreError};
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// What the use cases report, turned into HTTP statuses at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Invalid(#[from] DomainError),
+    #[error("reference data is invalid: {0}")]
+    ReferenceData(String),
+}
+
+/// Where time comes from: the wall clock in service, a fixed instant in tests.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> OffsetDateTime + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Clock(Arc::new(OffsetDateTime::now_utc))
+    }
+
+    pub fn fixed(at: OffsetDateTime) -> Self {
+        Clock(Arc::new(move || at))
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        (self.0)()
+    }
+
+    /// Today's date in the UK, which the plan rules use.
+    pub fn today(&self) -> time::Date {
+        cpis_domain::uk_date(self.now())
+    }
+}
+
+/// Figures for the status page: counts only, nothing about a child.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ServiceStatus {
+    #[serde(flatten)]
+    pub counts: StoreCounts,
+}
+
+/// What `cpis demo` loaded, or found already loaded.
+#[derive(Debug, Clone)]
+pub struct DemoLoad {
+    pub seed: u64,
+    pub plans_loaded: usize,
+    pub reused: bool,
+    pub examples: Vec<demo::DemoExample>,
+}
+
+/// The service: every use case, over one store.
+pub struct Cpis<S> {
+    store: Arc<S>,
+    clock: Clock,
+}
+
+impl<S: Store> Cpis<S> {
+    pub fn new(store: Arc<S>, clock: Clock) -> Self {
+        Cpis { store, clock }
+    }
+
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// `Ok` when the service can answer queries now.
+    pub async fn check_ready(&self) -> Result<(), CoreError> {
+        Ok(self.store.check_ready().await?)
+    }
+
+    pub async fn status(&self) -> Result<ServiceStatus, CoreError> {
+        Ok(ServiceStatus {
+            counts: self.store.counts().await?,
+        })
+    }
+
+    pub async fn local_authorities(&self) -> Result<Vec<LocalAuthority>, CoreError> {
+        Ok(self.store.local_authorities().await?)
+    }
+
+    /// Loads the shipped list of local authorities into an empty store. An
+    /// existing list is left alone: authorities keep their numbers current
+    /// themselves, and a restart must not undo that.
+    pub async fn seed_reference_data(&self) -> Result<usize, CoreError> {
+        if !self.store.local_authorities().await?.is_empty() {
+            return Ok(0);
+        }
+        let authorities = reference::local_authorities()?;
+        let count = authorities.len();
+        self.store.put_local_authorities(authorities).await?;
+        tracing::info!(count, "loaded the shipped list of local authorities");
+        Ok(count)
+    }
+
+    /// Fills the store with the demo population for `seed`, or reuses it if
+    /// this store already holds that seed's population.
+    pub async fn load_demo(&self, seed: u64) -> Result<DemoLoad, CoreError> {
+        const SEED_KEY: &str = "demo_seed";
+        const DATE_KEY: &str = "demo_date";
+        self.seed_reference_data().await?;
+        let authorities = self.store.local_authorities().await?;
+        if let Some(existing) = self.store.meta(SEED_KEY).await? {
+            if existing != seed.to_string() {
+                return Err(CoreError::ReferenceData(format!(
+                    "this data directory holds the demo population for seed {existing}, not {seed}; use that seed, or another --data-dir"
+                )));
+            }
+            let made_on = self
+                .store
+                .meta(DATE_KEY)
+                .await?
+                .and_then(|text| cpis_domain::parse_iso_date(&text).ok())
+                .unwrap_or_else(|| self.clock.today());
+            // Regenerating is cheap and gives the same examples as the first run.
+            let population = demo::population(seed, &authorities, made_on, demo::DEMO_CHILDREN)?;
+            return Ok(DemoLoad {
+                seed,
+                plans_loaded: 0,
+                reused: true,
+                examples: population.examples,
+            });
+        }
+        let today = self.clock.today();
+        self.store
+            .put_organisations(reference::synthetic_organisations()?)
+            .await?;
+        let population = demo::population(seed, &authorities, today, demo::DEMO_CHILDREN)?;
+        let plans_loaded = population.plans.len();
+        let mut by_la: std::collections::BTreeMap<_, Vec<_>> = std::collections::BTreeMap::new();
+        for plan in population.plans {
+            by_la.entry(plan.la()).or_default().push(plan);
+        }
+        let at = self.clock.now();
+        let batches = by_la.into_iter().map(|(la, plans)| {
+            self.store.apply_plans(PlanBatch {
+                la,
+                batch_id: Uuid::now_v7(),
+                plans,
+                snapshot: None,
+                at,
+            })
+        });
+        // Awaited together so that the store can commit them as a group.
+        for applied in futures_util::future::join_all(batches).await {
+            applied?;
+        }
+        self.store
+            .set_meta(DATE_KEY, &cpis_domain::format_iso_date(today))
+            .await?;
+        self.store.set_meta(SEED_KEY, &seed.to_string()).await?;
+        Ok(DemoLoad {
+            seed,
+            plans_loaded,
+            reused: false,
+            examples: population.examples,
+        })
+    }
+}

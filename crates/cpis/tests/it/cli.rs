@@ -1,0 +1,126 @@
+//! The binary as an operator runs it: start-up errors, the demo, shutdown.
+
+use crate::support::{Running, address_in, cpis, fails_to_start, free_port_address, write_file};
+
+fn assert_one_clear_sentence(code: Option<i32>, stderr: &str, expected: &str) {
+    assert_eq!(code, Some(2), "exit code; stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr:?}");
+    assert!(lines[0].starts_with("error: "), "{stderr:?}");
+    assert!(lines[0].contains(expected), "{stderr:?} lacks {expected:?}");
+}
+
+#[test]
+fn an_unknown_configuration_key_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_file(
+        dir.path(),
+        "cpis.toml",
+        "listen = \"127.0.0.1:0\"\ndatabase = \"x\"\n",
+    );
+    let (code, stderr) = fails_to_start(cpis().arg("serve").arg("--config").arg(&config));
+    assert_one_clear_sentence(code, &stderr, "invalid at line 2: unknown field `database`");
+}
+
+#[test]
+fn an_unusable_data_directory_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = write_file(dir.path(), "plain-file", "");
+    let (code, stderr) = fails_to_start(
+        cpis()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(not_a_dir.join("data")),
+    );
+    assert_one_clear_sentence(code, &stderr, "cannot use the data directory");
+}
+
+#[test]
+fn a_port_in_use_stops_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = fails_to_start(
+        cpis()
+            .args(["serve", "--listen", &addr, "--data-dir"])
+            .arg(dir.path()),
+    );
+    assert_one_clear_sentence(code, &stderr, "the address is already in use");
+}
+
+#[test]
+fn a_typo_in_an_environment_variable_stops_the_start() {
+    let (code, stderr) = fails_to_start(
+        cpis()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("CPIS_DATA_DIRECTORY", "/tmp/x"),
+    );
+    assert_one_clear_sentence(code, &stderr, "CPIS_DATA_DIRECTORY is not one cpis knows");
+}
+
+#[test]
+fn the_demo_serves_synthetic_data_reuses_it_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("demo");
+    let demo = |listen: &str| {
+        let mut command = cpis();
+        command
+            .args(["demo", "--seed", "3", "--listen", listen, "--data-dir"])
+            .arg(&data_dir);
+        command
+    };
+    let first = Running::start(&mut demo("127.0.0.1:0"), "Stop with Ctrl-C");
+    let ready_line = first
+        .stdout_lines
+        .iter()
+        .find(|line| line.contains("is ready at"))
+        .unwrap();
+    assert!(ready_line.contains("loaded"), "{ready_line}");
+    let url = format!("http://{}", address_in(ready_line));
+    let status: serde_json::Value = reqwest::blocking_get_json(&format!("{url}/api/v1/status"));
+    assert_eq!(status["local_authorities"], 153);
+    assert!(status["plans"].as_u64().unwrap() >= 100_000, "{status}");
+    assert!(status["organisations"].as_u64().unwrap() >= 200, "{status}");
+    let output = first.stdout_lines.join("\n");
+    assert!(output.contains("999 "), "examples are printed: {output}");
+    // A second demo on the same directory is refused while the first runs.
+    let (code, stderr) = fails_to_start(&mut demo(&free_port_address().to_string()));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("another cpis is already using"), "{stderr}");
+    assert_eq!(first.terminate(), Some(0), "SIGTERM stops the demo cleanly");
+
+    let again = Running::start(&mut demo("127.0.0.1:0"), "Stop with Ctrl-C");
+    let ready_again = again
+        .stdout_lines
+        .iter()
+        .find(|line| line.contains("is ready at"))
+        .unwrap();
+    assert!(ready_again.contains("reused"), "{ready_again}");
+    assert_eq!(
+        again.stdout_lines[again.stdout_lines.len() - 12..],
+        first_examples_tail(&output),
+        "the same examples are printed again"
+    );
+}
+
+fn first_examples_tail(output: &str) -> Vec<String> {
+    let lines: Vec<String> = output.lines().map(str::to_owned).collect();
+    lines[lines.len() - 12..].to_vec()
+}
+
+/// A tiny blocking GET, so the CLI tests need no async runtime of their own.
+mod reqwest {
+    pub fn blocking_get_json(url: &str) -> serde_json::Value {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            ::reqwest::get(url)
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    }
+}

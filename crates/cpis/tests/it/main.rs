@@ -1,0 +1,6 @@
+//! The one integration-test binary of `cpis`: real servers on 127.0.0.1:0,
+//! real HTTP, and the built binary run as an operator would run it.
+
+mod cli;
+mod server;
+mod support;

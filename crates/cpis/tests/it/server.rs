@@ -1,0 +1,71 @@
+//! The server over real HTTP, in process.
+
+use serde_json::Value;
+
+use crate::support::TestServer;
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let server = TestServer::start().await;
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok\n");
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+}
+
+#[tokio::test]
+async fn status_counts_what_the_store_holds() {
+    let server = TestServer::start().await;
+    let body: Value = reqwest::get(server.url("/api/v1/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["local_authorities"], 153);
+    assert_eq!(body["plans"], 0);
+}
+
+#[tokio::test]
+async fn the_local_authority_directory_lists_every_authority() {
+    let server = TestServer::start().await;
+    let body: Value = reqwest::get(server.url("/api/v1/local-authorities"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = body.as_array().unwrap();
+    assert_eq!(list.len(), 153);
+    let camden = list.iter().find(|la| la["code"] == "E09000007").unwrap();
+    assert_eq!(camden["name"], "Camden");
+    assert!(camden["emergency_duty_number"].as_str().unwrap().starts_with("01632"));
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::new();
+    let echoed = client
+        .get(server.url("/healthz"))
+        .header("X-Request-ID", "ed-7f3a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "ed-7f3a");
+    let made = client.get(server.url("/healthz")).send().await.unwrap();
+    let id = made.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+}
+
+#[tokio::test]
+async fn unknown_addresses_get_a_json_404() {
+    let server = TestServer::start().await;
+    let response = reqwest::get(server.url("/no/such/page")).await.unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "there is nothing at this address");
+}
