@@ -75,7 +75,8 @@ pub fn population(
                     status: Status|
      -> Result<Plan, CoreError> {
         reference += 1;
-        let days = |rng: &mut fastrand::Rng, low: i64, high: i64| Duration::days(rng.i64(low..=high));
+        let days =
+            |rng: &mut fastrand::Rng, low: i64, high: i64| Duration::days(rng.i64(low..=high));
         let (start, end) = match status {
             Status::Open | Status::Withdrawn => (today - days(rng, 1, 1800), None),
             Status::RecentlyEnded => {
@@ -99,7 +100,8 @@ pub fn population(
         } else {
             (start, None)
         };
-        let delete = (status == Status::Withdrawn).then(|| today - days(rng, 0, 300).min(today - start));
+        let delete =
+            (status == Status::Withdrawn).then(|| today - days(rng, 0, 300).min(today - start));
         Plan::new(PlanFields {
             key: PlanKey {
                 la,
@@ -122,8 +124,14 @@ pub fn population(
     let la_a = authorities[0].code;
     let la_b = authorities[1].code;
     let worked: [(&'static str, Vec<(LaCode, PlanType, Status)>); 7] = [
-        ("an open child protection plan", vec![(la_a, PlanType::ChildProtection, Status::Open)]),
-        ("looked after (open)", vec![(la_b, PlanType::LookedAfter, Status::Open)]),
+        (
+            "an open child protection plan",
+            vec![(la_a, PlanType::ChildProtection, Status::Open)],
+        ),
+        (
+            "looked after (open)",
+            vec![(la_b, PlanType::LookedAfter, Status::Open)],
+        ),
         (
             "an unborn child protection plan (the mother's NHS number)",
             vec![(la_a, PlanType::UnbornChildProtection, Status::Open)],
@@ -187,13 +195,23 @@ pub fn population(
         plans.push(first);
         // About 8%: an earlier plan, in this or (a third of the time) another LA.
         if plan_type != PlanType::UnbornChildProtection && rng.u32(0..100) < 8 {
-            let earlier_la = if rng.u32(0..3) == 0 { pick_la(&mut rng) } else { la };
+            let earlier_la = if rng.u32(0..3) == 0 {
+                pick_la(&mut rng)
+            } else {
+                la
+            };
             let earlier_type = if plan_type == PlanType::LookedAfter {
                 PlanType::ChildProtection
             } else {
                 PlanType::LookedAfter
             };
-            let mut earlier = plan_fields(&plan(&mut rng, earlier_la, nhs_number, earlier_type, Status::RecentlyEnded)?);
+            let mut earlier = plan_fields(&plan(
+                &mut rng,
+                earlier_la,
+                nhs_number,
+                earlier_type,
+                Status::RecentlyEnded,
+            )?);
             let end = first_start - Duration::days(rng.i64(0..=30));
             earlier.end_date = Some(end);
             earlier.key.start_date = end - Duration::days(rng.i64(30..=900));
@@ -290,7 +308,10 @@ mod tests {
                 None => {}
             }
         }
-        assert!(by_type.len() == 3 && by_type.values().all(|&n| n > 100), "{by_type:?}");
+        assert!(
+            by_type.len() == 3 && by_type.values().all(|&n| n > 100),
+            "{by_type:?}"
+        );
         assert!(visible > made.plans.len() / 2);
         assert!(withdrawn > 100 && long_ended > 100 && recently_ended > 100);
         let las_used: HashSet<_> = made.plans.iter().map(|p| p.la()).collect();
@@ -308,7 +329,11 @@ mod tests {
                 .count()
         };
         let expected = [1, 1, 1, 2, 1, 0, 0, 0];
-        let seen: Vec<usize> = made.examples.iter().map(|e| visible_for(e.nhs_number)).collect();
+        let seen: Vec<usize> = made
+            .examples
+            .iter()
+            .map(|e| visible_for(e.nhs_number))
+            .collect();
         assert_eq!(seen, expected);
     }
 }

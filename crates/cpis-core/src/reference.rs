@@ -39,32 +39,95 @@ pub fn parse_local_authorities(text: &str) -> Result<Vec<LocalAuthority>, CoreEr
 
 /// Made-up place names for synthetic care settings.
 const PLACES: [&str; 40] = [
-    "Amberfield", "Brackenholt", "Corvidge", "Dovecombe", "Elderwick", "Foxmoor", "Glenhallow",
-    "Hartsworth", "Inglebarrow", "Juniper Vale", "Kestrelbury", "Larkspur", "Marrowdale",
-    "Nettlewick", "Oakenshaw Vale", "Pennyridge", "Quarrington Moor", "Ravensholt", "Saltmere",
-    "Thistlebury", "Underwood Cross", "Vellingham", "Wrenfield", "Yarrowby", "Ashcombe Magna",
-    "Birchwold", "Coldharbour Vale", "Duncastle", "Eastmere", "Fallowfield Cross", "Goldhythe",
-    "Hazelbrook", "Ivymoor", "Kingsmarsh", "Lindenholt", "Mistlecombe", "Northwold",
-    "Orchardleigh", "Primrose Hill Vale", "Rookwood",
+    "Amberfield",
+    "Brackenholt",
+    "Corvidge",
+    "Dovecombe",
+    "Elderwick",
+    "Foxmoor",
+    "Glenhallow",
+    "Hartsworth",
+    "Inglebarrow",
+    "Juniper Vale",
+    "Kestrelbury",
+    "Larkspur",
+    "Marrowdale",
+    "Nettlewick",
+    "Oakenshaw Vale",
+    "Pennyridge",
+    "Quarrington Moor",
+    "Ravensholt",
+    "Saltmere",
+    "Thistlebury",
+    "Underwood Cross",
+    "Vellingham",
+    "Wrenfield",
+    "Yarrowby",
+    "Ashcombe Magna",
+    "Birchwold",
+    "Coldharbour Vale",
+    "Duncastle",
+    "Eastmere",
+    "Fallowfield Cross",
+    "Goldhythe",
+    "Hazelbrook",
+    "Ivymoor",
+    "Kingsmarsh",
+    "Lindenholt",
+    "Mistlecombe",
+    "Northwold",
+    "Orchardleigh",
+    "Primrose Hill Vale",
+    "Rookwood",
 ];
 
 /// Settings each synthetic place has, with the name suffix and code letters.
 const PLACE_SETTINGS: [(SettingType, &str, &str); 10] = [
-    (SettingType::EmergencyDepartment, "General Hospital Emergency Department", "ED"),
-    (SettingType::PaediatricWard, "General Hospital Children's Ward", "PW"),
-    (SettingType::MaternityUnit, "General Hospital Maternity Unit", "MU"),
-    (SettingType::UrgentTreatmentCentre, "Urgent Treatment Centre", "UT"),
-    (SettingType::MinorInjuryUnit, "Community Hospital Minor Injury Unit", "MI"),
+    (
+        SettingType::EmergencyDepartment,
+        "General Hospital Emergency Department",
+        "ED",
+    ),
+    (
+        SettingType::PaediatricWard,
+        "General Hospital Children's Ward",
+        "PW",
+    ),
+    (
+        SettingType::MaternityUnit,
+        "General Hospital Maternity Unit",
+        "MU",
+    ),
+    (
+        SettingType::UrgentTreatmentCentre,
+        "Urgent Treatment Centre",
+        "UT",
+    ),
+    (
+        SettingType::MinorInjuryUnit,
+        "Community Hospital Minor Injury Unit",
+        "MI",
+    ),
     (SettingType::GpOutOfHours, "GP Out of Hours Service", "OH"),
     (SettingType::GeneralPractice, "Medical Practice", "GP"),
-    (SettingType::Camhs, "Child and Adolescent Mental Health Service", "CM"),
+    (
+        SettingType::Camhs,
+        "Child and Adolescent Mental Health Service",
+        "CM",
+    ),
     (SettingType::SexualHealth, "Sexual Health Clinic", "SH"),
     (SettingType::Dentistry, "Dental Practice", "DN"),
 ];
 
 /// Regional services that are not tied to one place.
 const REGIONS: [&str; 7] = [
-    "Northern", "North Western", "Yorkshire", "Midlands", "Eastern", "Southern", "South Western",
+    "Northern",
+    "North Western",
+    "Yorkshire",
+    "Midlands",
+    "Eastern",
+    "Southern",
+    "South Western",
 ];
 
 /// A few hundred synthetic care settings across every setting type, the same
@@ -83,7 +146,9 @@ pub fn synthetic_organisations() -> Result<Vec<Organisation>, CoreError> {
         for (setting, suffix, letters) in PLACE_SETTINGS {
             // Not every place has every setting; the pattern is fixed so that
             // codes are stable.
-            if setting != SettingType::EmergencyDepartment && (place_index * 7 + letters.len() * 3 + suffix.len()) % 5 == 0 {
+            if setting != SettingType::EmergencyDepartment
+                && (place_index * 7 + letters.len() * 3 + suffix.len()) % 5 == 0
+            {
                 continue;
             }
             add(
@@ -128,7 +193,11 @@ mod tests {
             .iter()
             .flat_map(|la| [&la.emergency_duty_number, &la.office_hours_number])
             .collect();
-        assert_eq!(numbers.len(), authorities.len() * 2, "every number is distinct");
+        assert_eq!(
+            numbers.len(),
+            authorities.len() * 2,
+            "every number is distinct"
+        );
         let count = |prefix: &str| {
             authorities
                 .iter()

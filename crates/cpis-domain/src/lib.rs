@@ -15,8 +15,8 @@ mod uk_time;
 pub use access::{
     ACCESS_HISTORY_LIMIT, ACCESS_HISTORY_SAME_PERSON_WINDOW, AccessRecord, access_history,
 };
-pub use dates::{format_iso_date, parse_iso_date};
 pub use authority::{LaCode, LocalAuthority, PhoneNumber};
+pub use dates::{format_iso_date, parse_iso_date};
 pub use nhs_number::NhsNumber;
 pub use organisation::{OdsCode, Organisation, SettingType};
 pub use plan::{

@@ -38,24 +38,51 @@ mod tests {
 
     #[test]
     fn winter_dates_are_utc_dates() {
-        assert_eq!(uk_date(datetime!(2026-11-25 23:59 UTC)), date!(2026 - 11 - 25));
-        assert_eq!(uk_date(datetime!(2026-01-01 00:00 UTC)), date!(2026 - 01 - 01));
+        assert_eq!(
+            uk_date(datetime!(2026-11-25 23:59 UTC)),
+            date!(2026 - 11 - 25)
+        );
+        assert_eq!(
+            uk_date(datetime!(2026-01-01 00:00 UTC)),
+            date!(2026 - 01 - 01)
+        );
     }
 
     #[test]
     fn summer_dates_are_an_hour_ahead() {
-        assert_eq!(uk_date(datetime!(2026-07-01 22:59 UTC)), date!(2026 - 07 - 01));
-        assert_eq!(uk_date(datetime!(2026-07-01 23:00 UTC)), date!(2026 - 07 - 02));
+        assert_eq!(
+            uk_date(datetime!(2026-07-01 22:59 UTC)),
+            date!(2026 - 07 - 01)
+        );
+        assert_eq!(
+            uk_date(datetime!(2026-07-01 23:00 UTC)),
+            date!(2026 - 07 - 02)
+        );
     }
 
     #[test]
     fn the_changes_happen_at_one_utc_on_the_last_sundays() {
         // 2026: BST starts on 29 March and ends on 25 October.
-        assert_eq!(uk_date(datetime!(2026-03-28 23:30 UTC)), date!(2026 - 03 - 28));
-        assert_eq!(uk_date(datetime!(2026-03-29 00:59 UTC)), date!(2026 - 03 - 29));
-        assert_eq!(uk_date(datetime!(2026-03-29 23:00 UTC)), date!(2026 - 03 - 30));
-        assert_eq!(uk_date(datetime!(2026-10-24 23:00 UTC)), date!(2026 - 10 - 25));
-        assert_eq!(uk_date(datetime!(2026-10-25 23:00 UTC)), date!(2026 - 10 - 25));
+        assert_eq!(
+            uk_date(datetime!(2026-03-28 23:30 UTC)),
+            date!(2026 - 03 - 28)
+        );
+        assert_eq!(
+            uk_date(datetime!(2026-03-29 00:59 UTC)),
+            date!(2026 - 03 - 29)
+        );
+        assert_eq!(
+            uk_date(datetime!(2026-03-29 23:00 UTC)),
+            date!(2026 - 03 - 30)
+        );
+        assert_eq!(
+            uk_date(datetime!(2026-10-24 23:00 UTC)),
+            date!(2026 - 10 - 25)
+        );
+        assert_eq!(
+            uk_date(datetime!(2026-10-25 23:00 UTC)),
+            date!(2026 - 10 - 25)
+        );
     }
 
     #[test]

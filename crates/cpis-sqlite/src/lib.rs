@@ -226,14 +226,12 @@ impl Store for SqliteStore {
 
     async fn organisation(&self, code: OdsCode) -> StoreResult<Option<Organisation>> {
         self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT code, name, setting_type FROM organisation WHERE code = ?1",
-            )
-            .db()?
-            .query_row([code.as_str()], rows::organisation)
-            .optional()
-            .db()?
-            .transpose()
+            conn.prepare_cached("SELECT code, name, setting_type FROM organisation WHERE code = ?1")
+                .db()?
+                .query_row([code.as_str()], rows::organisation)
+                .optional()
+                .db()?
+                .transpose()
         })
     }
 
@@ -326,7 +324,11 @@ impl Store for SqliteStore {
         write(&self.jobs, move |conn| rows::apply_plans(conn, &batch)).await
     }
 
-    async fn record_access(&self, record: AccessRecord, outbox: Vec<OutboxItem>) -> StoreResult<()> {
+    async fn record_access(
+        &self,
+        record: AccessRecord,
+        outbox: Vec<OutboxItem>,
+    ) -> StoreResult<()> {
         write(&self.jobs, move |conn| {
             rows::insert_access(conn, &record)?;
             for item in &outbox {

@@ -4,8 +4,7 @@
 
 use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, LocalReference, NhsNumber, OdsCode, Organisation,
-    PhoneNumber, Plan, PlanFields, PlanKey, PlanType, SettingType, format_iso_date,
-    parse_iso_date,
+    PhoneNumber, Plan, PlanFields, PlanKey, PlanType, SettingType, format_iso_date, parse_iso_date,
 };
 use cpis_store::{AppliedPlans, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
@@ -171,11 +170,9 @@ pub(crate) fn apply_plans(conn: &Connection, batch: &PlanBatch) -> StoreResult<A
         let mut select = conn.prepare_cached(sql).db()?;
         let count: i64 = match withdraw_on {
             None => select.query_row([la], |row| row.get(0)),
-            Some(date) => {
-                select.query_row(params![la, date, batch.batch_id.to_string()], |row| {
-                    row.get(0)
-                })
-            }
+            Some(date) => select.query_row(params![la, date, batch.batch_id.to_string()], |row| {
+                row.get(0)
+            }),
         }
         .db()?;
         Ok(u64::try_from(count).unwrap_or(0))

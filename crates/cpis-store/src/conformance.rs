@@ -217,7 +217,10 @@ pub async fn plans_are_identified_by_la_nhs_number_type_and_start<S: Store>(stor
         .apply_plans(batch("E09000007", vec![cpp.clone()], None))
         .await
         .unwrap();
-    assert_eq!((applied.inserted, applied.updated, applied.withdrawn), (1, 0, 0));
+    assert_eq!(
+        (applied.inserted, applied.updated, applied.withdrawn),
+        (1, 0, 0)
+    );
 
     // The same identity again updates; a different start date is another plan.
     let ended = with_end(&cpp, TODAY + Duration::days(10));
@@ -291,7 +294,10 @@ pub async fn plans_of_one_child_span_local_authorities<S: Store>(store: Arc<S>) 
     let mut found = store.plans_for_nhs_number(child).await.unwrap();
     found.sort_by_key(|(plan, _)| *plan.key());
     assert_eq!(found.len(), 2);
-    assert_eq!(found[0].0, unborn_plan, "every field survives the round trip");
+    assert_eq!(
+        found[0].0, unborn_plan,
+        "every field survives the round trip"
+    );
     assert_eq!(found[0].1.name, "Birmingham");
     assert_eq!(found[1].0, camden_plan);
     assert_eq!(found[1].1.name, "Camden");
@@ -314,7 +320,10 @@ pub async fn a_batch_with_a_foreign_or_unknown_la_changes_nothing<S: Store>(stor
     let refused = store
         .apply_plans(batch("E09000007", vec![ours.clone(), theirs], None))
         .await;
-    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
     let unknown = test_plan(
         "E06000001",
         test_nhs_number(6),
@@ -324,7 +333,10 @@ pub async fn a_batch_with_a_foreign_or_unknown_la_changes_nothing<S: Store>(stor
     let refused = store
         .apply_plans(batch("E06000001", vec![unknown], None))
         .await;
-    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
     assert_eq!(store.counts().await.unwrap().plans, 0);
 }
 
@@ -407,10 +419,7 @@ pub async fn snapshots_withdraw_absent_plans_within_their_guard<S: Store>(store:
         .unwrap();
     assert_eq!(applied.withdrawn, 0);
     for plan in &plans {
-        let found = store
-            .plans_for_nhs_number(plan.nhs_number())
-            .await
-            .unwrap();
+        let found = store.plans_for_nhs_number(plan.nhs_number()).await.unwrap();
         assert_eq!(found[0].0.delete_date(), None);
     }
     let camden_found = store
@@ -472,9 +481,7 @@ pub async fn access_records_and_their_outbox_items_commit_together<S: Store>(sto
     let first = test_access(child, AT, true);
     let silent = test_access(child, AT + Duration::minutes(1), false);
     let mut second = test_access(child, AT + Duration::minutes(2), true);
-    second.returned = vec![
-        *test_plan("E09000007", child, PlanType::ChildProtection, TODAY).key(),
-    ];
+    second.returned = vec![*test_plan("E09000007", child, PlanType::ChildProtection, TODAY).key()];
     let other_child = test_access(test_nhs_number(401), AT + Duration::minutes(3), true);
     store
         .record_access(first.clone(), vec![outbox_item("E09000007", AT)])
@@ -493,10 +500,7 @@ pub async fn access_records_and_their_outbox_items_commit_together<S: Store>(sto
         .unwrap();
     store.record_access(other_child, vec![]).await.unwrap();
 
-    let recent = store
-        .recent_unscheduled_accesses(child, 10)
-        .await
-        .unwrap();
+    let recent = store.recent_unscheduled_accesses(child, 10).await.unwrap();
     assert_eq!(recent, vec![second.clone(), first]);
     let limited = store.recent_unscheduled_accesses(child, 1).await.unwrap();
     assert_eq!(limited, vec![second]);
@@ -509,7 +513,10 @@ pub async fn a_failed_access_write_leaves_nothing<S: Store>(store: Arc<S>) {
     seed_las(&*store).await;
     let item = outbox_item("E09000007", AT);
     store
-        .record_access(test_access(test_nhs_number(500), AT, true), vec![item.clone()])
+        .record_access(
+            test_access(test_nhs_number(500), AT, true),
+            vec![item.clone()],
+        )
         .await
         .unwrap();
     // Reusing the outbox item's id must fail the whole write: the access
@@ -553,7 +560,10 @@ pub async fn outbox_items_are_claimed_by_one_node_at_a_time<S: Store>(store: Arc
     );
     assert_eq!(a[0], items[0], "every field survives the round trip");
     let b = store.claim_outbox(claim("b", AT)).await.unwrap();
-    assert_eq!(b.iter().map(|item| item.id).collect::<Vec<_>>(), vec![items[2].id]);
+    assert_eq!(
+        b.iter().map(|item| item.id).collect::<Vec<_>>(),
+        vec![items[2].id]
+    );
     assert!(store.claim_outbox(claim("c", AT)).await.unwrap().is_empty());
 
     // Node a stalls; after its lease, node c takes its items over.
@@ -581,7 +591,13 @@ pub async fn outbox_items_are_claimed_by_one_node_at_a_time<S: Store>(store: Arc
         .retry_outbox("b", items[2].id, later + Duration::minutes(5), "HTTP 500")
         .await
         .unwrap();
-    assert!(store.claim_outbox(claim("d", later)).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_outbox(claim("d", later))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let retried = store
         .claim_outbox(claim("d", later + Duration::minutes(5)))
         .await
@@ -611,10 +627,7 @@ pub async fn concurrent_writes_all_land<S: Store>(store: Arc<S>) {
     let counts = store.counts().await.unwrap();
     assert_eq!(counts.access_records, 64);
     assert_eq!(counts.outbox_pending, 64);
-    let recent = store
-        .recent_unscheduled_accesses(child, 100)
-        .await
-        .unwrap();
+    let recent = store.recent_unscheduled_accesses(child, 100).await.unwrap();
     assert_eq!(recent.len(), 64);
     assert!(recent.windows(2).all(|pair| pair[0].at >= pair[1].at));
 }
@@ -623,5 +636,8 @@ pub async fn meta_round_trips<S: Store>(store: Arc<S>) {
     assert_eq!(store.meta("demo_seed").await.unwrap(), None);
     store.set_meta("demo_seed", "42").await.unwrap();
     store.set_meta("demo_seed", "43").await.unwrap();
-    assert_eq!(store.meta("demo_seed").await.unwrap().as_deref(), Some("43"));
+    assert_eq!(
+        store.meta("demo_seed").await.unwrap().as_deref(),
+        Some("43")
+    );
 }

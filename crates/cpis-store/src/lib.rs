@@ -200,7 +200,10 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Conflict`] if the LA is unknown or a plan belongs to
     /// another LA, and with [`StoreError::SnapshotGuard`] when a snapshot
     /// would withdraw too much.
-    fn apply_plans(&self, batch: PlanBatch) -> impl Future<Output = StoreResult<AppliedPlans>> + Send;
+    fn apply_plans(
+        &self,
+        batch: PlanBatch,
+    ) -> impl Future<Output = StoreResult<AppliedPlans>> + Send;
 
     /// Appends an access record and its outbox items in one transaction.
     /// The log is append-only: no method changes or removes a record.

@@ -205,7 +205,9 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         let line = error
             .span()
             .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-        let at = line.map(|line| format!(" at line {line}")).unwrap_or_default();
+        let at = line
+            .map(|line| format!(" at line {line}"))
+            .unwrap_or_default();
         ConfigError(format!(
             "the configuration file {} is invalid{at}: {}; fix or remove that key",
             path.display(),
@@ -264,7 +266,9 @@ mod tests {
 
     #[test]
     fn layers_apply_in_order() {
-        let file = write("listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\nlog_format = \"json\"\n");
+        let file = write(
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\nlog_format = \"json\"\n",
+        );
         let overrides = Overrides {
             config_file: Some(file.path().to_owned()),
             ..Overrides::default()
@@ -329,10 +333,30 @@ mod tests {
         );
         check(Some("listen = 8080\n"), &[], "invalid at line 1");
         check(Some("listen = \"8080\"\n"), &[], "listen in ");
-        check(None, &[("CPIS_LISTEN", "localhost")], "CPIS_LISTEN is \"localhost\"");
-        check(None, &[("CPIS_DATABSE_URL", "x")], "CPIS_DATABSE_URL is not one cpis knows");
-        check(None, &[("CPIS_DATABASE_URL", "mysql://x")], "must be a postgres:// URL");
-        check(None, &[("CPIS_LOG_FORMAT", "xml")], "use \"human\" or \"json\"");
-        check(None, &[("CPIS_CONFIG", "/no/such/file.toml")], "cannot read the configuration file /no/such/file.toml");
+        check(
+            None,
+            &[("CPIS_LISTEN", "localhost")],
+            "CPIS_LISTEN is \"localhost\"",
+        );
+        check(
+            None,
+            &[("CPIS_DATABSE_URL", "x")],
+            "CPIS_DATABSE_URL is not one cpis knows",
+        );
+        check(
+            None,
+            &[("CPIS_DATABASE_URL", "mysql://x")],
+            "must be a postgres:// URL",
+        );
+        check(
+            None,
+            &[("CPIS_LOG_FORMAT", "xml")],
+            "use \"human\" or \"json\"",
+        );
+        check(
+            None,
+            &[("CPIS_CONFIG", "/no/such/file.toml")],
+            "cannot read the configuration file /no/such/file.toml",
+        );
     }
 }

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cpis_core::{Clock, Cpis};
+use cpis_postgres::{PgStore, PoolSettings};
 use cpis_sqlite::SqliteStore;
 use cpis_store::Store;
 use tokio::net::TcpListener;
@@ -53,6 +54,15 @@ pub fn init_logging(config: &Config) -> Result<(), StartError> {
 /// Holds the data directory's lock for as long as the server runs.
 pub struct DataDirLock {
     _file: File,
+}
+
+/// Prepares the data directory where the configured store needs one: the
+/// embedded store keeps its files there; PostgreSQL nodes need none.
+pub fn prepare_storage(config: &Config) -> Result<Option<DataDirLock>, StartError> {
+    match config.database {
+        Database::Embedded => prepare_data_dir(&config.data_dir).map(Some),
+        Database::Postgres(_) => Ok(None),
+    }
 }
 
 /// Creates the data directory if needed, checks that it can be written, and
@@ -107,6 +117,32 @@ pub fn open_sqlite(dir: &Path) -> Result<SqliteStore, StartError> {
     })
 }
 
+/// Connects to PostgreSQL, explaining the usual failures without the password.
+pub async fn open_postgres(url: &str) -> Result<PgStore, StartError> {
+    PgStore::connect(url, PoolSettings::default())
+        .await
+        .map_err(|error| {
+            StartError(format!(
+                "cannot use the PostgreSQL database: {}; check CPIS_DATABASE_URL and that the server is running and reachable",
+                redact(&error.to_string(), url)
+            ))
+        })
+}
+
+/// Removes any credentials of `url` from `message`.
+fn redact(message: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(credentials, _)| credentials.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|password| !password.is_empty());
+    match password {
+        Some(password) => message.replace(password, "[redacted]"),
+        None => message.to_owned(),
+    }
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let interrupt = async {
@@ -136,7 +172,8 @@ pub async fn shutdown_signal() {
 /// backend runs the same code.
 pub trait WithStore {
     type Output;
-    fn run<S: Store>(self, store: Arc<S>) -> impl Future<Output = Result<Self::Output, StartError>>;
+    fn run<S: Store>(self, store: Arc<S>)
+    -> impl Future<Output = Result<Self::Output, StartError>>;
 }
 
 /// Opens the configured store and hands it to `work`.
@@ -147,9 +184,11 @@ pub async fn with_store<W: WithStore>(config: &Config, work: W) -> Result<W::Out
             tracing::info!(path = %store.path().display(), "using the embedded store");
             work.run(Arc::new(store)).await
         }
-        Database::Postgres(_) => Err(StartError(
-            "CPIS_DATABASE_URL names a PostgreSQL server, but this build of cpis has only the embedded store; unset it".to_owned(),
-        )),
+        Database::Postgres(url) => {
+            let store = open_postgres(url.expose()).await?;
+            tracing::info!(database = store.target(), "using PostgreSQL");
+            work.run(Arc::new(store)).await
+        }
     }
 }
 

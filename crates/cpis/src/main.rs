@@ -13,7 +13,11 @@ use cpis_store::Store;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
-#[command(name = "cpis", version, about = "Child Protection – Information Sharing")]
+#[command(
+    name = "cpis",
+    version,
+    about = "Child Protection – Information Sharing"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -83,7 +87,7 @@ async fn run(command: Command) -> Result<(), StartError> {
             };
             let config = Config::load(Config::serve_defaults(), &env, &overrides)?;
             cpis::init_logging(&config)?;
-            let _lock = cpis::prepare_data_dir(&config.data_dir)?;
+            let _lock = cpis::prepare_storage(&config)?;
             let listener = cpis::bind(config.listen).await?;
             cpis::with_store(&config, cpis::Serve { listener }).await
         }
@@ -99,7 +103,7 @@ async fn run(command: Command) -> Result<(), StartError> {
             };
             let config = Config::load(Config::serve_defaults(), &env, &overrides)?;
             cpis::init_logging(&config)?;
-            let _lock = cpis::prepare_data_dir(&config.data_dir)?;
+            let _lock = cpis::prepare_storage(&config)?;
             let listener = cpis::bind(config.listen).await?;
             let demo = Demo {
                 listener,

@@ -114,13 +114,6 @@ mod reqwest {
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(async {
-            ::reqwest::get(url)
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        })
+        runtime.block_on(async { ::reqwest::get(url).await.unwrap().json().await.unwrap() })
     }
 }

@@ -2,5 +2,6 @@
 //! real HTTP, and the built binary run as an operator would run it.
 
 mod cli;
+mod nodes;
 mod server;
 mod support;

@@ -2,11 +2,11 @@
 
 use serde_json::Value;
 
-use crate::support::TestServer;
+use crate::support::on_both_stores;
 
-#[tokio::test]
-async fn health_and_readiness_answer() {
-    let server = TestServer::start().await;
+on_both_stores! {
+
+async fn health_and_readiness_answer(server: TestServer) {
     let health = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(health.text().await.unwrap(), "ok\n");
@@ -16,9 +16,7 @@ async fn health_and_readiness_answer() {
     assert_eq!(body["status"], "ready");
 }
 
-#[tokio::test]
-async fn status_counts_what_the_store_holds() {
-    let server = TestServer::start().await;
+async fn status_counts_what_the_store_holds(server: TestServer) {
     let body: Value = reqwest::get(server.url("/api/v1/status"))
         .await
         .unwrap()
@@ -29,9 +27,7 @@ async fn status_counts_what_the_store_holds() {
     assert_eq!(body["plans"], 0);
 }
 
-#[tokio::test]
-async fn the_local_authority_directory_lists_every_authority() {
-    let server = TestServer::start().await;
+async fn the_local_authority_directory_lists_every_authority(server: TestServer) {
     let body: Value = reqwest::get(server.url("/api/v1/local-authorities"))
         .await
         .unwrap()
@@ -45,9 +41,7 @@ async fn the_local_authority_directory_lists_every_authority() {
     assert!(camden["emergency_duty_number"].as_str().unwrap().starts_with("01632"));
 }
 
-#[tokio::test]
-async fn request_ids_are_echoed_or_made() {
-    let server = TestServer::start().await;
+async fn request_ids_are_echoed_or_made(server: TestServer) {
     let client = reqwest::Client::new();
     let echoed = client
         .get(server.url("/healthz"))
@@ -61,11 +55,10 @@ async fn request_ids_are_echoed_or_made() {
     assert_eq!(id.len(), 36, "a UUID: {id}");
 }
 
-#[tokio::test]
-async fn unknown_addresses_get_a_json_404() {
-    let server = TestServer::start().await;
+async fn unknown_addresses_get_a_json_404(server: TestServer) {
     let response = reqwest::get(server.url("/no/such/page")).await.unwrap();
     assert_eq!(response.status(), 404);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "there is nothing at this address");
+}
 }

@@ -7,31 +7,56 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::any::Any;
+use std::sync::Mutex;
+
 use cpis_core::{Clock, Cpis};
+use cpis_postgres::testing::TestSchema;
 use cpis_sqlite::SqliteStore;
+use cpis_store::Store;
 use tokio::sync::oneshot;
 
-/// A server started in this process on a fresh embedded store.
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A server started in this process on a fresh, empty store.
 pub struct TestServer {
     pub url: String,
-    #[allow(dead_code)]
-    pub app: Arc<Cpis<SqliteStore>>,
     stop: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    _guard: Box<dyn Any + Send>,
 }
 
 impl TestServer {
-    pub async fn start() -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-        let app = Arc::new(Cpis::new(store, Clock::system()));
+    /// A server on a fresh store of `backend`, or `None` when PostgreSQL
+    /// tests are skipped (the reason is printed).
+    pub async fn start(backend: Backend) -> Option<TestServer> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let store = SqliteStore::open(dir.path()).unwrap();
+                Some(Self::with_store(store, Box::new(dir)).await)
+            }
+            Backend::Postgres => {
+                let schema = TestSchema::new("the cpis integration tests")?;
+                let store = schema.store().await;
+                Some(Self::with_store(store, Box::new(schema)).await)
+            }
+        }
+    }
+
+    /// A server on `store`, holding `guard` for as long as it runs.
+    pub async fn with_store<S: Store>(store: S, guard: Box<dyn Any + Send>) -> TestServer {
+        let app = Arc::new(Cpis::new(Arc::new(store), Clock::system()));
         app.seed_reference_data().await.unwrap();
         let listener = cpis::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let served = app.clone();
         tokio::spawn(async move {
-            cpis::serve(listener, served, async {
+            cpis::serve(listener, app, async {
                 let _ = stopped.await;
             })
             .await
@@ -39,9 +64,8 @@ impl TestServer {
         });
         TestServer {
             url,
-            app,
             stop: Some(stop),
-            _dir: dir,
+            _guard: guard,
         }
     }
 
@@ -55,6 +79,85 @@ impl Drop for TestServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// Declares each test twice, `sqlite` and `postgres`, in a module named after
+/// it; the PostgreSQL run is skipped (with a notice) where no test database is set.
+macro_rules! on_both_stores {
+    ($(async fn $name:ident($server:ident: TestServer) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                use crate::support::{Backend, TestServer};
+
+                async fn body($server: TestServer) $body
+
+                #[tokio::test]
+                async fn sqlite() {
+                    body(TestServer::start(Backend::Sqlite).await.unwrap()).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    if let Some(server) = TestServer::start(Backend::Postgres).await {
+                        body(server).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+pub(crate) use on_both_stores;
+
+/// A TCP forwarder that a test can cut and restore, to play a database that
+/// goes away and comes back.
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    target: SocketAddr,
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: SocketAddr) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = TcpProxy {
+            addr: listener.local_addr().unwrap(),
+            target,
+            tasks: Arc::default(),
+        };
+        proxy.accept(listener);
+        proxy
+    }
+
+    fn accept(&self, listener: tokio::net::TcpListener) {
+        let (target, tasks) = (self.target, self.tasks.clone());
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let forwarding = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(forwarding.abort_handle());
+            }
+        });
+        self.tasks.lock().unwrap().push(accepting.abort_handle());
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub async fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Accepts connections again on the same address.
+    pub async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.accept(listener);
     }
 }
 
@@ -74,10 +177,7 @@ pub fn cpis() -> Command {
 /// Runs `cpis` to completion, expecting it to fail at start-up; returns its
 /// exit code and standard error.
 pub fn fails_to_start(command: &mut Command) -> (Option<i32>, String) {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .expect("cpis runs");
+    let output = command.stdin(Stdio::null()).output().expect("cpis runs");
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -88,9 +188,26 @@ pub fn fails_to_start(command: &mut Command) -> (Option<i32>, String) {
 pub struct Running {
     pub child: Child,
     pub stdout_lines: Vec<String>,
+    _guard: Option<Box<dyn Any>>,
 }
 
 impl Running {
+    /// Starts `command` without waiting for it, holding `guard` (its data
+    /// directory, say) until the process is stopped.
+    pub fn spawn(command: &mut Command, guard: Box<dyn Any>) -> Running {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cpis starts");
+        Running {
+            child,
+            stdout_lines: Vec::new(),
+            _guard: Some(guard),
+        }
+    }
+
     /// Starts `command` and reads its standard output until a line contains
     /// `ready_marker`.
     pub fn start(command: &mut Command, ready_marker: &str) -> Running {
@@ -118,6 +235,7 @@ impl Running {
         Running {
             child,
             stdout_lines: lines,
+            _guard: None,
         }
     }
 

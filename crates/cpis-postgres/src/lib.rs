@@ -1,0 +1,486 @@
+//! The scale-out store: PostgreSQL, shared by any number of `cpis` nodes.
+//!
+//! Each method is one transaction on a pooled connection; PostgreSQL itself
+//! groups concurrent commits into shared WAL flushes, so no writer thread is
+//! needed here. The SQL keeps to what PostgreSQL-compatible distributed
+//! engines also run: `INSERT … ON CONFLICT`, `FOR UPDATE SKIP LOCKED`, no
+//! sequences, triggers, advisory locks or LISTEN/NOTIFY.
+
+mod migrations;
+mod rows;
+pub mod testing;
+
+use std::time::Duration;
+
+use cpis_domain::{AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan};
+use cpis_store::{
+    AppliedPlans, OutboxClaim, OutboxItem, PlanBatch, PlanPage, Store, StoreCounts, StoreError,
+    StoreResult,
+};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use time::OffsetDateTime;
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use crate::rows::{DbResult, micros, nhs};
+
+/// How the pool behaves; the defaults suit one node of a national service.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: usize,
+    /// How long a request waits for a free connection before it gets a 503.
+    pub wait_timeout: Duration,
+    /// How long opening a new connection may take.
+    pub connect_timeout: Duration,
+    /// The longest any one statement may run.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 16,
+            wait_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A store in one PostgreSQL database (and schema).
+pub struct PgStore {
+    pool: Pool,
+    /// Host, port and database, for messages: never the password.
+    target: String,
+}
+
+impl PgStore {
+    /// Connects to `url`, checks the server answers, and applies migrations
+    /// under a lock so that nodes starting together do not race.
+    pub async fn connect(url: &str, settings: PoolSettings) -> StoreResult<Self> {
+        Self::connect_with_schema(url, None, settings).await
+    }
+
+    /// As [`PgStore::connect`], with every table in `schema` (created if
+    /// missing). Tests use this to give each test its own schema.
+    pub async fn connect_with_schema(
+        url: &str,
+        schema: Option<&str>,
+        settings: PoolSettings,
+    ) -> StoreResult<Self> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|error| {
+            StoreError::Unavailable(format!("the database URL is not valid: {error}"))
+        })?;
+        let target = describe(&config);
+        let mut options = config.get_options().unwrap_or_default().to_owned();
+        options.push_str(&format!(
+            " -c statement_timeout={}",
+            settings.statement_timeout.as_millis()
+        ));
+        if let Some(schema) = schema {
+            check_schema_name(schema)?;
+            options.push_str(&format!(" -c search_path={schema}"));
+        }
+        config.options(options.trim());
+        config.connect_timeout(settings.connect_timeout);
+        config.application_name("cpis");
+
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_connections)
+            .wait_timeout(Some(settings.wait_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|error| StoreError::Backend(Box::new(error)))?;
+        let store = PgStore { pool, target };
+        let mut client = store.client().await?;
+        if let Some(schema) = schema {
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await
+                .or_else(rows::ignore_concurrent_create)
+                .db()?;
+        }
+        migrations::apply(&mut client).await?;
+        Ok(store)
+    }
+
+    /// Where this store points, without credentials: `host:port/database`.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    async fn client(&self) -> StoreResult<Object> {
+        self.pool.get().await.map_err(|error| {
+            StoreError::Unavailable(format!(
+                "cannot reach PostgreSQL at {}: {error}",
+                self.target
+            ))
+        })
+    }
+}
+
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let database = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("{host}:{port}/{database}")
+}
+
+fn check_schema_name(schema: &str) -> StoreResult<()> {
+    let valid = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !schema.as_bytes()[0].is_ascii_digit();
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "{schema:?} is not a plain schema name (lower-case letters, digits, underscores)"
+        )))
+    }
+}
+
+impl Store for PgStore {
+    async fn check_ready(&self) -> StoreResult<()> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.db()?;
+        Ok(())
+    }
+
+    async fn counts(&self) -> StoreResult<StoreCounts> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM local_authority), (SELECT count(*) FROM organisation),
+                        (SELECT count(*) FROM plan), (SELECT count(*) FROM access_log),
+                        (SELECT count(*) FROM outbox WHERE delivered_at IS NULL)",
+                &[],
+            )
+            .await
+            .db()?;
+        let count = |index: usize| -> u64 { u64::try_from(row.get::<_, i64>(index)).unwrap_or(0) };
+        Ok(StoreCounts {
+            local_authorities: count(0),
+            organisations: count(1),
+            plans: count(2),
+            access_records: count(3),
+            outbox_pending: count(4),
+        })
+    }
+
+    async fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+            .await
+            .db()?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    async fn put_local_authorities(&self, authorities: Vec<LocalAuthority>) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO local_authority (code, name, emergency_duty_number, office_hours_number)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (code) DO UPDATE SET name = excluded.name,
+                     emergency_duty_number = excluded.emergency_duty_number,
+                     office_hours_number = excluded.office_hours_number",
+            )
+            .await
+            .db()?;
+        for la in &authorities {
+            tx.execute(
+                &insert,
+                &[
+                    &la.code.as_str(),
+                    &la.name,
+                    &la.emergency_duty_number.as_str(),
+                    &la.office_hours_number.as_str(),
+                ],
+            )
+            .await
+            .db()?;
+        }
+        tx.commit().await.db()
+    }
+
+    async fn local_authorities(&self) -> StoreResult<Vec<LocalAuthority>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT code, name, emergency_duty_number, office_hours_number
+                 FROM local_authority ORDER BY code",
+                &[],
+            )
+            .await
+            .db()?;
+        rows.iter()
+            .map(|row| rows::local_authority(row, 0))
+            .collect()
+    }
+
+    async fn local_authority(&self, code: LaCode) -> StoreResult<Option<LocalAuthority>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT code, name, emergency_duty_number, office_hours_number
+                 FROM local_authority WHERE code = $1",
+                &[&code.as_str()],
+            )
+            .await
+            .db()?;
+        row.map(|row| rows::local_authority(&row, 0)).transpose()
+    }
+
+    async fn put_organisations(&self, organisations: Vec<Organisation>) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO organisation (code, name, setting_type) VALUES ($1, $2, $3)
+                 ON CONFLICT (code) DO UPDATE SET name = excluded.name,
+                     setting_type = excluded.setting_type",
+            )
+            .await
+            .db()?;
+        for organisation in &organisations {
+            tx.execute(
+                &insert,
+                &[
+                    &organisation.code.as_str(),
+                    &organisation.name,
+                    &organisation.setting_type.code(),
+                ],
+            )
+            .await
+            .db()?;
+        }
+        tx.commit().await.db()
+    }
+
+    async fn organisation(&self, code: OdsCode) -> StoreResult<Option<Organisation>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT code, name, setting_type FROM organisation WHERE code = $1",
+                &[&code.as_str()],
+            )
+            .await
+            .db()?;
+        row.map(|row| rows::organisation(&row)).transpose()
+    }
+
+    async fn organisations(&self) -> StoreResult<Vec<Organisation>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT code, name, setting_type FROM organisation ORDER BY code",
+                &[],
+            )
+            .await
+            .db()?;
+        rows.iter().map(rows::organisation).collect()
+    }
+
+    async fn plans_for_nhs_number(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> StoreResult<Vec<(Plan, LocalAuthority)>> {
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(
+                "SELECT p.nhs_number, p.la_code, p.plan_type, p.start_date, p.end_date,
+                        p.delete_date, p.expected_delivery_date, p.local_reference,
+                        la.code, la.name, la.emergency_duty_number, la.office_hours_number
+                 FROM plan p JOIN local_authority la ON la.code = p.la_code
+                 WHERE p.nhs_number = $1",
+            )
+            .await
+            .db()?;
+        let rows = client.query(&select, &[&nhs(nhs_number)]).await.db()?;
+        rows.iter()
+            .map(|row| Ok((rows::plan(row, 0)?, rows::local_authority(row, 8)?)))
+            .collect()
+    }
+
+    async fn plans_for_la(&self, la: LaCode, page: PlanPage) -> StoreResult<Vec<Plan>> {
+        let client = self.client().await?;
+        let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+        let rows = match page.after {
+            None => {
+                client
+                    .query(
+                        &format!(
+                            "{} WHERE la_code = $1 ORDER BY nhs_number, plan_type, start_date LIMIT $2",
+                            rows::SELECT_PLAN
+                        ),
+                        &[&la.as_str(), &limit],
+                    )
+                    .await
+            }
+            Some(after) => {
+                client
+                    .query(
+                        &format!(
+                            "{} WHERE la_code = $1 AND (nhs_number, plan_type, start_date) > ($2, $3, $4)
+                             ORDER BY nhs_number, plan_type, start_date LIMIT $5",
+                            rows::SELECT_PLAN
+                        ),
+                        &[
+                            &la.as_str(),
+                            &nhs(after.nhs_number),
+                            &after.plan_type.code(),
+                            &after.start_date,
+                            &limit,
+                        ],
+                    )
+                    .await
+            }
+        }
+        .db()?;
+        rows.iter().map(|row| rows::plan(row, 0)).collect()
+    }
+
+    async fn apply_plans(&self, batch: PlanBatch) -> StoreResult<AppliedPlans> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let applied = rows::apply_plans(&tx, &batch).await?;
+        tx.commit().await.db()?;
+        Ok(applied)
+    }
+
+    async fn record_access(
+        &self,
+        record: AccessRecord,
+        outbox: Vec<OutboxItem>,
+    ) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        rows::insert_access(&tx, &record).await?;
+        for item in &outbox {
+            rows::insert_outbox(&tx, item).await?;
+        }
+        tx.commit().await.db()
+    }
+
+    async fn recent_unscheduled_accesses(
+        &self,
+        nhs_number: NhsNumber,
+        limit: usize,
+    ) -> StoreResult<Vec<AccessRecord>> {
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(&format!(
+                "{} WHERE nhs_number = $1 AND unscheduled ORDER BY at DESC, id DESC LIMIT $2",
+                rows::SELECT_ACCESS
+            ))
+            .await
+            .db()?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(&select, &[&nhs(nhs_number), &limit])
+            .await
+            .db()?;
+        rows.iter().map(rows::access).collect()
+    }
+
+    async fn claim_outbox(&self, claim: OutboxClaim) -> StoreResult<Vec<OutboxItem>> {
+        let client = self.client().await?;
+        let now = micros(claim.now);
+        let lease_until = micros(claim.now + claim.lease);
+        let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+        // SKIP LOCKED: two nodes claiming at once take different items.
+        let rows = client
+            .query(
+                "UPDATE outbox SET claimed_by = $1, lease_until = $2
+                 WHERE id IN (
+                     SELECT id FROM outbox
+                     WHERE delivered_at IS NULL AND available_at <= $3
+                       AND (lease_until IS NULL OR lease_until <= $3)
+                     ORDER BY id LIMIT $4
+                     FOR UPDATE SKIP LOCKED)
+                   AND (lease_until IS NULL OR lease_until <= $3)
+                 RETURNING id, la_code, kind, payload, created_at, attempts",
+                &[&claim.node, &lease_until, &now, &limit],
+            )
+            .await
+            .db()?;
+        let mut items = rows
+            .iter()
+            .map(rows::outbox)
+            .collect::<StoreResult<Vec<_>>>()?;
+        items.sort_by_key(|item| item.id);
+        Ok(items)
+    }
+
+    async fn complete_outbox(
+        &self,
+        node: &str,
+        ids: Vec<Uuid>,
+        at: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE outbox SET delivered_at = $1, claimed_by = NULL, lease_until = NULL
+                 WHERE id = ANY($2) AND claimed_by = $3 AND delivered_at IS NULL",
+                &[&micros(at), &ids, &node],
+            )
+            .await
+            .db()
+    }
+
+    async fn retry_outbox(
+        &self,
+        node: &str,
+        id: Uuid,
+        retry_at: OffsetDateTime,
+        error: &str,
+    ) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, available_at = $1, last_error = $2,
+                     claimed_by = NULL, lease_until = NULL
+                 WHERE id = $3 AND claimed_by = $4 AND delivered_at IS NULL",
+                &[&micros(retry_at), &error, &id, &node],
+            )
+            .await
+            .db()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! Versioned schema migrations, applied at start-up under a row lock.
+//!
+//! The lock is a plain row (`cpis_schema`, id 1) taken with `SELECT … FOR
+//! UPDATE` in the migrating transaction: a node starting while another
+//! migrates waits for it, then finds nothing left to do. A row lock rather
+//! than an advisory lock, so that distributed engines run it too.
+
+use cpis_store::{StoreError, StoreResult};
+use deadpool_postgres::Object;
+
+use crate::rows::{DbResult, ignore_concurrent_create};
+
+/// Every migration, by version. Keep in step with cpis-sqlite's list.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+
+pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {
+    // Two nodes may race to create the lock table; the loser's error is harmless.
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS cpis_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
+        )
+        .await
+        .or_else(ignore_concurrent_create)
+        .db()?;
+    client
+        .execute(
+            "INSERT INTO cpis_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+            &[],
+        )
+        .await
+        .db()?;
+    let tx = client.transaction().await.db()?;
+    let current: i64 = tx
+        .query_one(
+            "SELECT version FROM cpis_schema WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .db()?
+        .get(0);
+    let newest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if current > newest {
+        return Err(StoreError::Conflict(format!(
+            "the database is at schema version {current}, newer than this cpis knows ({newest}); run a newer cpis"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+        tx.batch_execute(sql).await.db()?;
+        tx.execute(
+            "UPDATE cpis_schema SET version = $1 WHERE id = 1",
+            &[version],
+        )
+        .await
+        .db()?;
+        tracing::info!(version, "applied database migration");
+    }
+    tx.commit().await.db()
+}

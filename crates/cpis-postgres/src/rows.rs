@@ -1,0 +1,374 @@
+//! SQL for the plan, access-log and outbox tables, and conversions between
+//! rows and domain types. Anything read back is parsed again: a row that does
+//! not parse is reported as corrupt, never passed on.
+
+use std::collections::HashMap;
+
+use cpis_domain::{
+    AccessRecord, LaCode, LocalAuthority, LocalReference, NhsNumber, OdsCode, Organisation,
+    PhoneNumber, Plan, PlanFields, PlanKey, PlanType, SettingType,
+};
+use cpis_store::{AppliedPlans, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult};
+use deadpool_postgres::Transaction;
+use time::{Date, OffsetDateTime};
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+
+pub(crate) trait DbResult<T> {
+    fn db(self) -> StoreResult<T>;
+}
+
+impl<T> DbResult<T> for Result<T, tokio_postgres::Error> {
+    fn db(self) -> StoreResult<T> {
+        self.map_err(store_error)
+    }
+}
+
+fn store_error(error: tokio_postgres::Error) -> StoreError {
+    let Some(code) = error.code() else {
+        // No SQLSTATE: the connection broke, timed out or was refused.
+        return StoreError::Unavailable(error.to_string());
+    };
+    let class = &code.code()[..2];
+    if code == &SqlState::UNIQUE_VIOLATION || code == &SqlState::FOREIGN_KEY_VIOLATION {
+        StoreError::Conflict(error.to_string())
+    } else if matches!(class, "08" | "53" | "57" | "40")
+        || code == &SqlState::READ_ONLY_SQL_TRANSACTION
+    {
+        // Connection exceptions, insufficient resources, operator
+        // intervention (shutdown, statement timeout), serialization failures
+        // and a read-only standby: all pass, and a retry may succeed.
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::Backend(Box::new(error))
+    }
+}
+
+/// `CREATE … IF NOT EXISTS` can still fail when two sessions create the same
+/// object at once; the object then exists, which is all that was wanted.
+pub(crate) fn ignore_concurrent_create(
+    error: tokio_postgres::Error,
+) -> Result<(), tokio_postgres::Error> {
+    match error.code() {
+        Some(code)
+            if code == &SqlState::UNIQUE_VIOLATION
+                || code == &SqlState::DUPLICATE_TABLE
+                || code == &SqlState::DUPLICATE_SCHEMA
+                || code == &SqlState::DUPLICATE_OBJECT =>
+        {
+            Ok(())
+        }
+        _ => Err(error),
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// Instants are stored as Unix microseconds, as in the embedded store.
+pub(crate) fn micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+fn from_micros(value: i64) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(value) * 1_000)
+        .map_err(|_| corrupt(format!("timestamp {value} is out of range")))
+}
+
+pub(crate) fn nhs(number: NhsNumber) -> i64 {
+    i64::try_from(number.as_u64()).unwrap_or(i64::MAX)
+}
+
+fn nhs_from(value: i64) -> StoreResult<NhsNumber> {
+    u64::try_from(value)
+        .ok()
+        .and_then(|value| NhsNumber::from_u64(value).ok())
+        .ok_or_else(|| corrupt(format!("stored NHS number {value} is invalid")))
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, index: usize) -> StoreResult<T> {
+    row.try_get(index).map_err(corrupt)
+}
+
+/// Reads `code, name, emergency_duty_number, office_hours_number` from column `at` on.
+pub(crate) fn local_authority(row: &Row, at: usize) -> StoreResult<LocalAuthority> {
+    LocalAuthority::new(
+        LaCode::parse(get(row, at)?).map_err(corrupt)?,
+        get(row, at + 1)?,
+        PhoneNumber::parse(get(row, at + 2)?).map_err(corrupt)?,
+        PhoneNumber::parse(get(row, at + 3)?).map_err(corrupt)?,
+    )
+    .map_err(corrupt)
+}
+
+pub(crate) fn organisation(row: &Row) -> StoreResult<Organisation> {
+    Organisation::new(
+        OdsCode::parse(get(row, 0)?).map_err(corrupt)?,
+        get(row, 1)?,
+        SettingType::parse(get(row, 2)?).map_err(corrupt)?,
+    )
+    .map_err(corrupt)
+}
+
+pub(crate) const SELECT_PLAN: &str = "SELECT nhs_number, la_code, plan_type, start_date, end_date,
+        delete_date, expected_delivery_date, local_reference FROM plan";
+
+/// Reads the eight plan columns of [`SELECT_PLAN`] from column `at` on.
+pub(crate) fn plan(row: &Row, at: usize) -> StoreResult<Plan> {
+    let reference: Option<&str> = get(row, at + 7)?;
+    Plan::new(PlanFields {
+        key: PlanKey {
+            la: LaCode::parse(get(row, at + 1)?).map_err(corrupt)?,
+            nhs_number: nhs_from(get(row, at)?)?,
+            plan_type: PlanType::parse(get(row, at + 2)?).map_err(corrupt)?,
+            start_date: get(row, at + 3)?,
+        },
+        end_date: get(row, at + 4)?,
+        delete_date: get(row, at + 5)?,
+        expected_delivery_date: get(row, at + 6)?,
+        local_reference: reference
+            .map(LocalReference::parse)
+            .transpose()
+            .map_err(corrupt)?,
+    })
+    .map_err(corrupt)
+}
+
+/// Rows per upsert statement: large enough to amortise the round trip,
+/// small enough to keep each statement's memory modest.
+const UPSERT_CHUNK: usize = 5_000;
+
+pub(crate) async fn apply_plans(
+    tx: &Transaction<'_>,
+    batch: &PlanBatch,
+) -> StoreResult<AppliedPlans> {
+    let la = batch.la.as_str();
+    let known = tx
+        .query_opt("SELECT 1 FROM local_authority WHERE code = $1", &[&la])
+        .await
+        .db()?
+        .is_some();
+    if !known {
+        return Err(StoreError::Conflict(format!(
+            "{la} is not a registered local authority"
+        )));
+    }
+    if let Some(foreign) = batch.plans.iter().find(|plan| plan.la() != batch.la) {
+        return Err(StoreError::Conflict(format!(
+            "a plan of {} cannot be sent by {la}",
+            foreign.la()
+        )));
+    }
+    let count = |row: Row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+    const COUNT_ALL: &str = "SELECT count(*) FROM plan WHERE la_code = $1";
+    // Plans not withdrawn: no delete date, or one still in the future.
+    const COUNT_ACTIVE: &str = "SELECT count(*) FROM plan WHERE la_code = $1
+        AND (delete_date IS NULL OR delete_date > $2) AND batch_id <> $3";
+    let withdraw_on: Option<Date> = batch.snapshot.map(|snapshot| snapshot.withdraw_on);
+
+    let before = count(tx.query_one(COUNT_ALL, &[&la]).await.db()?);
+    let active_before = match withdraw_on {
+        Some(date) => count(
+            tx.query_one(COUNT_ACTIVE, &[&la, &date, &batch.batch_id])
+                .await
+                .db()?,
+        ),
+        None => 0,
+    };
+
+    // One statement cannot touch a row twice, so a plan sent twice in one
+    // batch keeps its last version, as applying the rows in order would.
+    let mut last_of_key: HashMap<&PlanKey, usize> = HashMap::with_capacity(batch.plans.len());
+    for (index, plan) in batch.plans.iter().enumerate() {
+        last_of_key.insert(plan.key(), index);
+    }
+    let distinct: Vec<&Plan> = batch
+        .plans
+        .iter()
+        .enumerate()
+        .filter(|(index, plan)| last_of_key.get(plan.key()) == Some(index))
+        .map(|(_, plan)| plan)
+        .collect();
+
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO plan (nhs_number, la_code, plan_type, start_date, end_date, delete_date,
+                 expected_delivery_date, local_reference, batch_id, updated_at)
+             SELECT n, $2, t, s, e, d, x, r, $3, $4
+             FROM unnest($1::bigint[], $5::text[], $6::date[], $7::date[], $8::date[], $9::date[], $10::text[])
+                 AS rows (n, t, s, e, d, x, r)
+             ON CONFLICT (nhs_number, la_code, plan_type, start_date) DO UPDATE SET
+                 end_date = excluded.end_date, delete_date = excluded.delete_date,
+                 expected_delivery_date = excluded.expected_delivery_date,
+                 local_reference = excluded.local_reference,
+                 batch_id = excluded.batch_id, updated_at = excluded.updated_at",
+        )
+        .await
+        .db()?;
+    let updated_at = micros(batch.at);
+    for chunk in distinct.chunks(UPSERT_CHUNK) {
+        let numbers: Vec<i64> = chunk.iter().map(|p| nhs(p.nhs_number())).collect();
+        let types: Vec<&str> = chunk.iter().map(|p| p.plan_type().code()).collect();
+        let starts: Vec<Date> = chunk.iter().map(|p| p.start_date()).collect();
+        let ends: Vec<Option<Date>> = chunk.iter().map(|p| p.end_date()).collect();
+        let deletes: Vec<Option<Date>> = chunk.iter().map(|p| p.delete_date()).collect();
+        let deliveries: Vec<Option<Date>> =
+            chunk.iter().map(|p| p.expected_delivery_date()).collect();
+        let references: Vec<Option<&str>> = chunk
+            .iter()
+            .map(|p| p.local_reference().map(LocalReference::as_str))
+            .collect();
+        tx.execute(
+            &upsert,
+            &[
+                &numbers,
+                &la,
+                &batch.batch_id,
+                &updated_at,
+                &types,
+                &starts,
+                &ends,
+                &deletes,
+                &deliveries,
+                &references,
+            ],
+        )
+        .await
+        .db()?;
+    }
+
+    let after = count(tx.query_one(COUNT_ALL, &[&la]).await.db()?);
+    let inserted = after.saturating_sub(before);
+    let mut applied = AppliedPlans {
+        inserted,
+        updated: (batch.plans.len() as u64).saturating_sub(inserted),
+        withdrawn: 0,
+    };
+
+    if let (Some(snapshot), Some(date)) = (batch.snapshot, withdraw_on) {
+        let would_withdraw = count(
+            tx.query_one(COUNT_ACTIVE, &[&la, &date, &batch.batch_id])
+                .await
+                .db()?,
+        );
+        if let Some(max_percent) = snapshot.max_withdraw_percent {
+            if would_withdraw * 100 > u64::from(max_percent) * active_before {
+                return Err(StoreError::SnapshotGuard {
+                    would_withdraw,
+                    visible: active_before,
+                    max_percent,
+                });
+            }
+        }
+        applied.withdrawn = tx
+            .execute(
+                "UPDATE plan SET delete_date = $2, updated_at = $4
+                 WHERE la_code = $1 AND (delete_date IS NULL OR delete_date > $2)
+                   AND batch_id <> $3",
+                &[&la, &date, &batch.batch_id, &updated_at],
+            )
+            .await
+            .db()?;
+    }
+    Ok(applied)
+}
+
+pub(crate) const SELECT_ACCESS: &str = "SELECT id, at, nhs_number, user_id, user_name, role_code,
+        role_name, activity_code, organisation_code, organisation_name, setting_type,
+        unscheduled, returned, request_id FROM access_log";
+
+pub(crate) fn access(row: &Row) -> StoreResult<AccessRecord> {
+    let returned: serde_json::Value = get(row, 12)?;
+    Ok(AccessRecord {
+        id: get(row, 0)?,
+        at: from_micros(get(row, 1)?)?,
+        nhs_number: nhs_from(get(row, 2)?)?,
+        user_id: get(row, 3)?,
+        user_name: get(row, 4)?,
+        role_code: get(row, 5)?,
+        role_name: get(row, 6)?,
+        activity_code: get(row, 7)?,
+        organisation_code: OdsCode::parse(get(row, 8)?).map_err(corrupt)?,
+        organisation_name: get(row, 9)?,
+        setting_type: SettingType::parse(get(row, 10)?).map_err(corrupt)?,
+        unscheduled: get(row, 11)?,
+        returned: serde_json::from_value(returned).map_err(corrupt)?,
+        request_id: get(row, 13)?,
+    })
+}
+
+pub(crate) async fn insert_access(tx: &Transaction<'_>, record: &AccessRecord) -> StoreResult<()> {
+    let returned = serde_json::to_value(&record.returned).map_err(corrupt)?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO access_log (id, at, nhs_number, user_id, user_name, role_code, role_name,
+                 activity_code, organisation_code, organisation_name, setting_type, unscheduled,
+                 returned, request_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .await
+        .db()?;
+    tx.execute(
+        &insert,
+        &[
+            &record.id,
+            &micros(record.at),
+            &nhs(record.nhs_number),
+            &record.user_id,
+            &record.user_name,
+            &record.role_code,
+            &record.role_name,
+            &record.activity_code,
+            &record.organisation_code.as_str(),
+            &record.organisation_name,
+            &record.setting_type.code(),
+            &record.unscheduled,
+            &returned,
+            &record.request_id,
+        ],
+    )
+    .await
+    .db()?;
+    Ok(())
+}
+
+pub(crate) async fn insert_outbox(tx: &Transaction<'_>, item: &OutboxItem) -> StoreResult<()> {
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts)
+             VALUES ($1, $2, $3, $4, $5, $5, $6)",
+        )
+        .await
+        .db()?;
+    let attempts = i32::try_from(item.attempts).unwrap_or(i32::MAX);
+    tx.execute(
+        &insert,
+        &[
+            &item.id,
+            &item.la.as_str(),
+            &item.kind.code(),
+            &item.payload,
+            &micros(item.created_at),
+            &attempts,
+        ],
+    )
+    .await
+    .db()?;
+    Ok(())
+}
+
+/// Reads `id, la_code, kind, payload, created_at, attempts`.
+pub(crate) fn outbox(row: &Row) -> StoreResult<OutboxItem> {
+    let kind: &str = get(row, 2)?;
+    let attempts: i32 = get(row, 5)?;
+    Ok(OutboxItem {
+        id: get(row, 0)?,
+        la: LaCode::parse(get(row, 1)?).map_err(corrupt)?,
+        kind: OutboxKind::parse(kind)
+            .ok_or_else(|| corrupt(format!("unknown outbox kind {kind}")))?,
+        payload: get(row, 3)?,
+        created_at: from_micros(get(row, 4)?)?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+    })
+}

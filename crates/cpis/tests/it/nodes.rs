@@ -1,0 +1,240 @@
+//! Several nodes on one PostgreSQL database, and a database that goes away.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cpis_domain::{LaCode, PlanType};
+use cpis_postgres::testing::TestSchema;
+use cpis_postgres::{PgStore, PoolSettings};
+use cpis_store::conformance::{test_access, test_nhs_number, test_plan};
+use cpis_store::{OutboxClaim, OutboxItem, OutboxKind, PlanBatch, Store};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::support::{Running, TcpProxy, TestServer, cpis, fails_to_start, free_port_address};
+
+fn postgres_address(url: &str) -> SocketAddr {
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        other => panic!("the test database must be reached over TCP, not {other:?}"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let host = if host == "localhost" {
+        "127.0.0.1".to_owned()
+    } else {
+        host
+    };
+    format!("{host}:{port}").parse().unwrap()
+}
+
+/// The same database, reached through `proxy`.
+fn through(url: &str, proxy: SocketAddr) -> String {
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let user = config.get_user().unwrap_or("postgres");
+    let database = config.get_dbname().unwrap_or(user);
+    format!("postgres://{user}@{proxy}/{database}")
+}
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_node_whose_database_goes_away_turns_unready_and_recovers() {
+    let Some(schema) = TestSchema::new("the database-goes-away test") else {
+        return;
+    };
+    let proxy = TcpProxy::start(postgres_address(&schema.url)).await;
+    let settings = PoolSettings {
+        wait_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        ..PoolSettings::default()
+    };
+    let store = PgStore::connect_with_schema(
+        &through(&schema.url, proxy.addr),
+        Some(&schema.name),
+        settings,
+    )
+    .await
+    .unwrap();
+    let server = TestServer::with_store(store, Box::new(schema)).await;
+    assert_eq!(get_json(&server.url("/readyz")).await.0, 200);
+
+    proxy.cut().await;
+    let (status, body) = get_json(&server.url("/readyz")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    let response = reqwest::get(server.url("/api/v1/status")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("try again"),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains("postgres"),
+        "no internals leak: {body}"
+    );
+
+    proxy.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if get_json(&server.url("/readyz")).await.0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the node did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get_json(&server.url("/api/v1/status")).await.0, 200);
+}
+
+#[test]
+fn an_unreachable_database_stops_the_start_with_one_sentence() {
+    let (code, stderr) = fails_to_start(cpis().args(["serve", "--listen", "127.0.0.1:0"]).env(
+        "CPIS_DATABASE_URL",
+        "postgres://cpis:s3cret@127.0.0.1:1/cpis",
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot use the PostgreSQL database"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("127.0.0.1:1/cpis"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cret"),
+        "the password never shows: {stderr}"
+    );
+}
+
+fn start_node(schema: &TestSchema, listen: SocketAddr) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = cpis();
+    command
+        .args(["serve", "--listen", &listen.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .env("CPIS_DATABASE_URL", schema.url_with_search_path());
+    Running::spawn(&mut command, Box::new(dir))
+}
+
+async fn wait_until_ready(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(response) = reqwest::get(format!("{base}/readyz")).await {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{base} never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_behave_as_one_service() {
+    let Some(schema) = TestSchema::new("the two-node test") else {
+        return;
+    };
+    schema.create_empty().await;
+    // Both nodes start at once on an empty schema: migrations and reference
+    // data must not race.
+    let (addr_a, addr_b) = (free_port_address(), free_port_address());
+    let node_a = start_node(&schema, addr_a);
+    let node_b = start_node(&schema, addr_b);
+    let (a, b) = (format!("http://{addr_a}"), format!("http://{addr_b}"));
+    wait_until_ready(&a).await;
+    wait_until_ready(&b).await;
+    let (_, status_a) = get_json(&format!("{a}/api/v1/status")).await;
+    assert_eq!(status_a["local_authorities"], 153, "{status_a}");
+
+    // What is written through one connection pool is served by both nodes at once.
+    let writer = schema.store().await;
+    let camden = LaCode::parse("E09000007").unwrap();
+    let plan = test_plan(
+        "E09000007",
+        test_nhs_number(9),
+        PlanType::ChildProtection,
+        time::macros::date!(2026 - 01 - 05),
+    );
+    writer
+        .apply_plans(PlanBatch {
+            la: camden,
+            batch_id: Uuid::now_v7(),
+            plans: vec![plan],
+            snapshot: None,
+            at: OffsetDateTime::now_utc(),
+        })
+        .await
+        .unwrap();
+    for node in [&a, &b] {
+        let (_, status) = get_json(&format!("{node}/api/v1/status")).await;
+        assert_eq!(status["plans"], 1, "{node}: {status}");
+    }
+
+    // Background work: two nodes claiming the same outbox at once never take
+    // the same item, and between them take every item.
+    let items: Vec<OutboxItem> = (0..200)
+        .map(|_| OutboxItem {
+            id: Uuid::now_v7(),
+            la: camden,
+            kind: OutboxKind::Access,
+            payload: serde_json::json!({}),
+            created_at: OffsetDateTime::now_utc() - time::Duration::minutes(1),
+            attempts: 0,
+        })
+        .collect();
+    writer
+        .record_access(
+            test_access(test_nhs_number(9), OffsetDateTime::now_utc(), true),
+            items.clone(),
+        )
+        .await
+        .unwrap();
+    let pools = [
+        Arc::new(schema.store().await),
+        Arc::new(schema.store().await),
+    ];
+    let claimers = pools.iter().enumerate().map(|(index, store)| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let node = format!("node-{index}");
+            let mut claimed = Vec::new();
+            loop {
+                let batch = store
+                    .claim_outbox(OutboxClaim {
+                        node: node.clone(),
+                        now: OffsetDateTime::now_utc(),
+                        lease: time::Duration::minutes(5),
+                        limit: 7,
+                    })
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return claimed;
+                }
+                claimed.extend(batch.into_iter().map(|item| item.id));
+            }
+        })
+    });
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), total, "no item was claimed twice");
+    let mut expected: Vec<Uuid> = items.iter().map(|item| item.id).collect();
+    expected.sort();
+    assert_eq!(all, expected, "every item was claimed");
+
+    drop(node_a);
+    drop(node_b);
+    drop(schema);
+}
