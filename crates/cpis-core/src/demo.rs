@@ -29,6 +29,9 @@ pub struct DemoExample {
     pub expect: &'static str,
 }
 
+/// One plan of a worked example: whose, what kind, and in what state.
+type WorkedPlan = (LaCode, PlanType, Status);
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {
     Open,
@@ -123,7 +126,7 @@ pub fn population(
     // The first children are the worked examples a newcomer can try.
     let la_a = authorities[0].code;
     let la_b = authorities[1].code;
-    let worked: [(&'static str, Vec<(LaCode, PlanType, Status)>); 7] = [
+    let worked: [(&'static str, Vec<WorkedPlan>); 7] = [
         (
             "an open child protection plan",
             vec![(la_a, PlanType::ChildProtection, Status::Open)],

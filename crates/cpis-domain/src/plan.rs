@@ -172,13 +172,13 @@ impl Plan {
             expected_delivery_date,
             local_reference,
         } = fields;
-        if let Some(end) = end_date {
-            if end < key.start_date {
-                return Err(DomainError::EndBeforeStart {
-                    start: key.start_date,
-                    end,
-                });
-            }
+        if let Some(end) = end_date
+            && end < key.start_date
+        {
+            return Err(DomainError::EndBeforeStart {
+                start: key.start_date,
+                end,
+            });
         }
         if expected_delivery_date.is_some() && key.plan_type != PlanType::UnbornChildProtection {
             return Err(DomainError::DeliveryDateOnBornPlan);

@@ -252,14 +252,14 @@ pub(crate) async fn apply_plans(
                 .await
                 .db()?,
         );
-        if let Some(max_percent) = snapshot.max_withdraw_percent {
-            if would_withdraw * 100 > u64::from(max_percent) * active_before {
-                return Err(StoreError::SnapshotGuard {
-                    would_withdraw,
-                    visible: active_before,
-                    max_percent,
-                });
-            }
+        if let Some(max_percent) = snapshot.max_withdraw_percent
+            && would_withdraw * 100 > u64::from(max_percent) * active_before
+        {
+            return Err(StoreError::SnapshotGuard {
+                would_withdraw,
+                visible: active_before,
+                max_percent,
+            });
         }
         applied.withdrawn = tx
             .execute(

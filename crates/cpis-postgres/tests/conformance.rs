@@ -1,6 +1,8 @@
 //! The store conformance suite, run against PostgreSQL, each test in a
 //! schema of its own.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use cpis_postgres::PgStore;

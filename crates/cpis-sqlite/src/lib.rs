@@ -79,10 +79,10 @@ impl SqliteStore {
             None => self.open_reader()?,
         };
         let outcome = work(&conn);
-        if let Ok(mut idle) = self.readers.lock() {
-            if idle.len() < READERS_KEPT {
-                idle.push(conn);
-            }
+        if let Ok(mut idle) = self.readers.lock()
+            && idle.len() < READERS_KEPT
+        {
+            idle.push(conn);
         }
         outcome
     }

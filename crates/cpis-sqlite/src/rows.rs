@@ -231,14 +231,14 @@ pub(crate) fn apply_plans(conn: &Connection, batch: &PlanBatch) -> StoreResult<A
 
     if let (Some(snapshot), Some(date)) = (batch.snapshot, withdraw_on) {
         let would_withdraw = count_plans(COUNT_ACTIVE, Some(&date))?;
-        if let Some(max_percent) = snapshot.max_withdraw_percent {
-            if would_withdraw * 100 > u64::from(max_percent) * active_before {
-                return Err(StoreError::SnapshotGuard {
-                    would_withdraw,
-                    visible: active_before,
-                    max_percent,
-                });
-            }
+        if let Some(max_percent) = snapshot.max_withdraw_percent
+            && would_withdraw * 100 > u64::from(max_percent) * active_before
+        {
+            return Err(StoreError::SnapshotGuard {
+                would_withdraw,
+                visible: active_before,
+                max_percent,
+            });
         }
         applied.withdrawn = conn
             .prepare_cached(

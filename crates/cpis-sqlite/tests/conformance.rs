@@ -1,5 +1,7 @@
 //! The store conformance suite, run against the embedded store.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use cpis_sqlite::SqliteStore;

@@ -92,12 +92,15 @@ async fn run(rows: usize) {
     println!("peak memory of this process (VmHWM): {}", peak_memory());
 }
 
+/// Measures the reference lookup rate over the given numbers.
+type LookupFloor<'a> = dyn Fn(&[NhsNumber]) -> f64 + 'a;
+
 async fn bench_store<S: Store>(
     name: &str,
     store: Arc<S>,
     bulk: &[Plan],
     reference_secs: f64,
-    lookup_floor: Option<&dyn Fn(&[NhsNumber]) -> f64>,
+    lookup_floor: Option<&LookupFloor<'_>>,
 ) {
     println!();
     println!("## {name}");

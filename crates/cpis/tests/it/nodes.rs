@@ -126,10 +126,10 @@ fn start_node(schema: &TestSchema, listen: SocketAddr) -> Running {
 async fn wait_until_ready(base: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(response) = reqwest::get(format!("{base}/readyz")).await {
-            if response.status() == 200 {
-                return;
-            }
+        if let Ok(response) = reqwest::get(format!("{base}/readyz")).await
+            && response.status() == 200
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "{base} never became ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
