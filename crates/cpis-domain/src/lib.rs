@@ -5,6 +5,7 @@
 //! edge trusts these types instead of checking again.
 
 mod access;
+mod access_control;
 mod authority;
 mod dates;
 mod nhs_number;
@@ -14,6 +15,9 @@ mod uk_time;
 
 pub use access::{
     ACCESS_HISTORY_LIMIT, ACCESS_HISTORY_SAME_PERSON_WINDOW, AccessRecord, access_history,
+};
+pub use access_control::{
+    ADMINISTRATOR_ROLE, GRANTS, Grant, OrganisationRef, Permission, Principal, PrincipalKind,
 };
 pub use authority::{LaCode, LocalAuthority, PhoneNumber};
 pub use dates::{format_iso_date, parse_iso_date};

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use cpis_domain::{AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan};
 use cpis_store::{
-    AppliedPlans, OutboxClaim, OutboxItem, PlanBatch, PlanPage, Store, StoreCounts, StoreError,
-    StoreResult,
+    AppliedPlans, LaClient, OutboxClaim, OutboxItem, PlanBatch, PlanPage, Store, StoreCounts,
+    StoreError, StoreResult,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use time::OffsetDateTime;
@@ -462,6 +462,122 @@ impl Store for PgStore {
             )
             .await
             .db()
+    }
+
+    async fn put_ephemeral(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "INSERT INTO ephemeral (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value,
+                     expires_at = excluded.expires_at
+                 WHERE ephemeral.expires_at <= $5",
+                &[&namespace, &key, &value, &micros(expires_at), &micros(now)],
+            )
+            .await
+            .db()?;
+        Ok(changed == 1)
+    }
+
+    async fn ephemeral(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<String>> {
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(
+                "SELECT value FROM ephemeral WHERE namespace = $1 AND key = $2 AND expires_at > $3",
+            )
+            .await
+            .db()?;
+        let row = client
+            .query_opt(&select, &[&namespace, &key, &micros(now)])
+            .await
+            .db()?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    async fn take_ephemeral(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<String>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "DELETE FROM ephemeral WHERE namespace = $1 AND key = $2 RETURNING value, expires_at",
+                &[&namespace, &key],
+            )
+            .await
+            .db()?;
+        Ok(row
+            .filter(|row| row.get::<_, i64>(1) > micros(now))
+            .map(|row| row.get(0)))
+    }
+
+    async fn purge_ephemeral(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM ephemeral WHERE expires_at <= $1",
+                &[&micros(now)],
+            )
+            .await
+            .db()
+    }
+
+    async fn put_la_client(&self, la_client: LaClient) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO la_client (client_id, la_code, public_key, created_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (client_id) DO UPDATE SET la_code = excluded.la_code,
+                     public_key = excluded.public_key, created_at = excluded.created_at",
+                &[
+                    &la_client.client_id,
+                    &la_client.la.as_str(),
+                    &la_client.public_key,
+                    &micros(la_client.created_at),
+                ],
+            )
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    async fn la_client(&self, client_id: &str) -> StoreResult<Option<LaClient>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT client_id, la_code, public_key, created_at FROM la_client WHERE client_id = $1",
+                &[&client_id],
+            )
+            .await
+            .db()?;
+        row.map(|row| rows::la_client(&row)).transpose()
+    }
+
+    async fn la_clients(&self) -> StoreResult<Vec<LaClient>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT client_id, la_code, public_key, created_at FROM la_client ORDER BY client_id",
+                &[],
+            )
+            .await
+            .db()?;
+        rows.iter().map(rows::la_client).collect()
     }
 
     async fn retry_outbox(

@@ -11,7 +11,10 @@ use deadpool_postgres::Object;
 use crate::rows::{DbResult, ignore_concurrent_create};
 
 /// Every migration, by version. Keep in step with cpis-sqlite's list.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_identity.sql")),
+];
 
 pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {
     // Two nodes may race to create the lock table; the loser's error is harmless.

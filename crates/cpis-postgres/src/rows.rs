@@ -8,7 +8,9 @@ use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, LocalReference, NhsNumber, OdsCode, Organisation,
     PhoneNumber, Plan, PlanFields, PlanKey, PlanType, SettingType,
 };
-use cpis_store::{AppliedPlans, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult};
+use cpis_store::{
+    AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
+};
 use deadpool_postgres::Transaction;
 use time::{Date, OffsetDateTime};
 use tokio_postgres::Row;
@@ -370,5 +372,15 @@ pub(crate) fn outbox(row: &Row) -> StoreResult<OutboxItem> {
         payload: get(row, 3)?,
         created_at: from_micros(get(row, 4)?)?,
         attempts: u32::try_from(attempts).unwrap_or(0),
+    })
+}
+
+/// Reads `client_id, la_code, public_key, created_at`.
+pub(crate) fn la_client(row: &Row) -> StoreResult<LaClient> {
+    Ok(LaClient {
+        client_id: get(row, 0)?,
+        la: LaCode::parse(get(row, 1)?).map_err(corrupt)?,
+        public_key: get(row, 2)?,
+        created_at: from_micros(get(row, 3)?)?,
     })
 }

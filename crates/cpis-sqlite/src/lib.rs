@@ -16,8 +16,8 @@ use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan, format_iso_date,
 };
 use cpis_store::{
-    AppliedPlans, OutboxClaim, OutboxItem, PlanBatch, PlanPage, Store, StoreCounts, StoreError,
-    StoreResult,
+    AppliedPlans, LaClient, OutboxClaim, OutboxItem, PlanBatch, PlanPage, Store, StoreCounts,
+    StoreError, StoreResult,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use time::OffsetDateTime;
@@ -410,6 +410,132 @@ impl Store for SqliteStore {
             Ok(marked)
         })
         .await
+    }
+
+    async fn put_ephemeral(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let (namespace, key, value) = (namespace.to_owned(), key.to_owned(), value.to_owned());
+        write(&self.jobs, move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "INSERT INTO ephemeral (namespace, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value,
+                         expires_at = excluded.expires_at
+                     WHERE ephemeral.expires_at <= ?5",
+                )
+                .db()?
+                .execute(params![namespace, key, value, micros(expires_at), micros(now)])
+                .db()?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn ephemeral(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<String>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT value FROM ephemeral WHERE namespace = ?1 AND key = ?2 AND expires_at > ?3",
+            )
+            .db()?
+            .query_row(params![namespace, key, micros(now)], |row| row.get(0))
+            .optional()
+            .db()
+        })
+    }
+
+    async fn take_ephemeral(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<String>> {
+        let (namespace, key) = (namespace.to_owned(), key.to_owned());
+        write(&self.jobs, move |conn| {
+            let value: Option<(String, i64)> = conn
+                .prepare_cached(
+                    "DELETE FROM ephemeral WHERE namespace = ?1 AND key = ?2
+                     RETURNING value, expires_at",
+                )
+                .db()?
+                .query_row(params![namespace, key], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()
+                .db()?;
+            Ok(value
+                .filter(|(_, expires_at)| *expires_at > micros(now))
+                .map(|(value, _)| value))
+        })
+        .await
+    }
+
+    async fn purge_ephemeral(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        write(&self.jobs, move |conn| {
+            let removed = conn
+                .prepare_cached("DELETE FROM ephemeral WHERE expires_at <= ?1")
+                .db()?
+                .execute([micros(now)])
+                .db()?;
+            Ok(removed as u64)
+        })
+        .await
+    }
+
+    async fn put_la_client(&self, client: LaClient) -> StoreResult<()> {
+        write(&self.jobs, move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO la_client (client_id, la_code, public_key, created_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (client_id) DO UPDATE SET la_code = excluded.la_code,
+                     public_key = excluded.public_key, created_at = excluded.created_at",
+            )
+            .db()?
+            .execute(params![
+                client.client_id,
+                client.la.as_str(),
+                client.public_key.to_string(),
+                micros(client.created_at)
+            ])
+            .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn la_client(&self, client_id: &str) -> StoreResult<Option<LaClient>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT client_id, la_code, public_key, created_at FROM la_client WHERE client_id = ?1",
+            )
+            .db()?
+            .query_row([client_id], rows::la_client)
+            .optional()
+            .db()?
+            .transpose()
+        })
+    }
+
+    async fn la_clients(&self) -> StoreResult<Vec<LaClient>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT client_id, la_code, public_key, created_at FROM la_client ORDER BY client_id",
+                )
+                .db()?;
+            let rows = select.query_map([], rows::la_client).db()?;
+            rows.map(|row| row.db().and_then(|client| client)).collect()
+        })
     }
 
     async fn retry_outbox(

@@ -10,7 +10,10 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::rows::DbResult;
 
 /// Every migration, by version. Keep in step with cpis-postgres's list.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_identity.sql")),
+];
 
 pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {
     let current: i64 = conn

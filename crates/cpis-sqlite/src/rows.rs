@@ -6,7 +6,9 @@ use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, LocalReference, NhsNumber, OdsCode, Organisation,
     PhoneNumber, Plan, PlanFields, PlanKey, PlanType, SettingType, format_iso_date, parse_iso_date,
 };
-use cpis_store::{AppliedPlans, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult};
+use cpis_store::{
+    AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
+};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -354,6 +356,22 @@ pub(crate) fn outbox(row: &Row<'_>) -> rusqlite::Result<StoreResult<OutboxItem>>
             payload: serde_json::from_str(&payload).map_err(corrupt)?,
             created_at: from_micros(created_at)?,
             attempts,
+        })
+    })())
+}
+
+/// Reads `client_id, la_code, public_key, created_at`.
+pub(crate) fn la_client(row: &Row<'_>) -> rusqlite::Result<StoreResult<LaClient>> {
+    let client_id: String = row.get(0)?;
+    let la: String = row.get(1)?;
+    let public_key: String = row.get(2)?;
+    let created_at: i64 = row.get(3)?;
+    Ok((|| {
+        Ok(LaClient {
+            client_id,
+            la: LaCode::parse(&la).map_err(corrupt)?,
+            public_key: serde_json::from_str(&public_key).map_err(corrupt)?,
+            created_at: from_micros(created_at)?,
         })
     })())
 }

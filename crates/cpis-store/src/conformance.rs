@@ -19,7 +19,7 @@ use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::{
-    OutboxClaim, OutboxItem, OutboxKind, PlanBatch, PlanPage, Snapshot, Store, StoreError,
+    LaClient, OutboxClaim, OutboxItem, OutboxKind, PlanBatch, PlanPage, Snapshot, Store, StoreError,
 };
 
 /// A store under test, and whatever must live as long as it (a temporary
@@ -46,6 +46,8 @@ macro_rules! conformance_tests {
             outbox_items_are_claimed_by_one_node_at_a_time,
             concurrent_writes_all_land,
             meta_round_trips,
+            ephemeral_entries_expire_and_are_taken_once,
+            la_clients_round_trip,
         );
     };
     (@each $fixture:path; $($name:ident),* $(,)?) => {
@@ -640,4 +642,103 @@ pub async fn meta_round_trips<S: Store>(store: Arc<S>) {
         store.meta("demo_seed").await.unwrap().as_deref(),
         Some("43")
     );
+}
+
+pub async fn ephemeral_entries_expire_and_are_taken_once<S: Store>(store: Arc<S>) {
+    let later = AT + Duration::minutes(5);
+    assert!(
+        store
+            .put_ephemeral("jti", "a", "1", later, AT)
+            .await
+            .unwrap()
+    );
+    // An unexpired entry cannot be put again: a replay is refused.
+    assert!(
+        !store
+            .put_ephemeral("jti", "a", "2", later, AT)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.ephemeral("jti", "a", AT).await.unwrap().as_deref(),
+        Some("1")
+    );
+    // The same key in another namespace is another entry.
+    assert!(
+        store
+            .put_ephemeral("session", "a", "s", later, AT)
+            .await
+            .unwrap()
+    );
+    // Expired entries are gone to readers and may be put again.
+    assert_eq!(store.ephemeral("jti", "a", later).await.unwrap(), None);
+    assert!(
+        store
+            .put_ephemeral("jti", "a", "3", later + Duration::minutes(5), later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.ephemeral("jti", "a", later).await.unwrap().as_deref(),
+        Some("3")
+    );
+    // Taken once, then gone.
+    assert_eq!(
+        store
+            .take_ephemeral("jti", "a", later)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("3")
+    );
+    assert_eq!(store.take_ephemeral("jti", "a", later).await.unwrap(), None);
+    // An expired entry cannot be taken.
+    assert!(
+        store
+            .put_ephemeral("code", "c", "x", AT + Duration::seconds(1), AT)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.take_ephemeral("code", "c", later).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .put_ephemeral("code", "d", "x", AT + Duration::seconds(1), AT)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.purge_ephemeral(later).await.unwrap(), 2);
+    assert_eq!(store.ephemeral("session", "a", AT).await.unwrap(), None);
+}
+
+pub async fn la_clients_round_trip<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let client = LaClient {
+        client_id: "camden-mosaic".to_owned(),
+        la: LaCode::parse("E09000007").unwrap(),
+        public_key: serde_json::json!({"kty": "EC", "crv": "P-256", "x": "x", "y": "y", "kid": "k1"}),
+        created_at: AT,
+    };
+    store.put_la_client(client.clone()).await.unwrap();
+    assert_eq!(
+        store.la_client("camden-mosaic").await.unwrap(),
+        Some(client.clone())
+    );
+    assert_eq!(store.la_client("nobody").await.unwrap(), None);
+    let mut rotated = client.clone();
+    rotated.public_key =
+        serde_json::json!({"kty": "EC", "crv": "P-256", "x": "x2", "y": "y2", "kid": "k2"});
+    store.put_la_client(rotated.clone()).await.unwrap();
+    assert_eq!(store.la_clients().await.unwrap(), vec![rotated]);
+    let unknown_la = LaClient {
+        client_id: "nowhere".to_owned(),
+        la: LaCode::parse("E06000001").unwrap(),
+        ..client
+    };
+    assert!(matches!(
+        store.put_la_client(unknown_la).await,
+        Err(StoreError::Conflict(_))
+    ));
 }

@@ -144,6 +144,19 @@ pub struct StoreCounts {
     pub outbox_pending: u64,
 }
 
+/// An LA system's registered credentials: the public key its client
+/// assertions are signed with. Only public keys are kept, so nothing here is
+/// a secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaClient {
+    pub client_id: String,
+    pub la: LaCode,
+    /// The public key as a JSON Web Key.
+    pub public_key: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
 /// Everything the use cases need from storage.
 ///
 /// Every method is one transaction: it is applied whole or not at all. A
@@ -235,6 +248,49 @@ pub trait Store: Send + Sync + 'static {
         ids: Vec<Uuid>,
         at: OffsetDateTime,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Keeps a short-lived entry (a session, a sign-in state, a used
+    /// assertion id) until `expires_at`. Returns `false`, changing nothing,
+    /// when an unexpired entry with that key exists: callers use this to
+    /// refuse replays.
+    fn put_ephemeral(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// The value of an unexpired entry.
+    fn ephemeral(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+
+    /// Removes an entry and returns its value if it had not expired: each
+    /// entry can be taken once (authorization codes, sign-in states).
+    fn take_ephemeral(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+
+    /// Removes expired entries; returns how many.
+    fn purge_ephemeral(&self, now: OffsetDateTime)
+    -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Registers (or replaces) an LA system's key. Refuses an unknown LA.
+    fn put_la_client(&self, client: LaClient) -> impl Future<Output = StoreResult<()>> + Send;
+    fn la_client(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<LaClient>>> + Send;
+    /// All registered LA systems, by client id.
+    fn la_clients(&self) -> impl Future<Output = StoreResult<Vec<LaClient>>> + Send;
 
     /// Gives up `node`'s claim on an item after a failed attempt, counting
     /// the attempt and making it due again at `retry_at`.
