@@ -2,6 +2,7 @@
 //! where the domain's rules meet storage.
 
 pub mod demo;
+pub mod identity;
 pub mod reference;
 
 use std::sync::Arc;
@@ -21,6 +22,17 @@ pub enum CoreError {
     Invalid(#[from] DomainError),
     #[error("reference data is invalid: {0}")]
     ReferenceData(String),
+    /// The request cannot be acted on as sent; the message says why.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// An outside service (the identity provider) failed.
+    #[error("{0}")]
+    Provider(String),
+    /// A fault of ours; logged, shown as a plain 500.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Where time comes from: the wall clock in service, a fixed instant in tests.
@@ -66,11 +78,16 @@ pub struct DemoLoad {
 pub struct Cpis<S> {
     store: Arc<S>,
     clock: Clock,
+    identity: identity::Identity,
 }
 
 impl<S: Store> Cpis<S> {
-    pub fn new(store: Arc<S>, clock: Clock) -> Self {
-        Cpis { store, clock }
+    pub fn new(store: Arc<S>, clock: Clock, identity: identity::Identity) -> Self {
+        Cpis {
+            store,
+            clock,
+            identity,
+        }
     }
 
     pub fn store(&self) -> &Arc<S> {
@@ -90,6 +107,13 @@ impl<S: Store> Cpis<S> {
         Ok(ServiceStatus {
             counts: self.store.counts().await?,
         })
+    }
+
+    pub async fn local_authority(
+        &self,
+        code: cpis_domain::LaCode,
+    ) -> Result<Option<LocalAuthority>, CoreError> {
+        Ok(self.store.local_authority(code).await?)
     }
 
     pub async fn local_authorities(&self) -> Result<Vec<LocalAuthority>, CoreError> {

@@ -1,57 +1,205 @@
-//! Errors at the edge: each becomes a status and a JSON body with a message a
-//! person can act on. Internal causes are logged with their chain, not shown.
+//! Errors at the edge. Every API error is a FHIR OperationOutcome with a
+//! sentence a person can act on; a 401 also carries `WWW-Authenticate`.
+//! Internal causes are logged with their chain, never shown.
 
 use axum::Json;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cpis_core::CoreError;
+use cpis_core::identity::{AccessError, OAuthError};
 use cpis_store::StoreError;
 use serde_json::json;
+
+/// The NHS England code system for Spine error codes.
+pub const SPINE_ERROR_SYSTEM: &str =
+    "https://fhir.nhs.uk/CodeSystem/England-SpineErrorOrWarningCode";
 
 /// Every way a handler can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("there is nothing at this address")]
     NotFound,
+    /// 401: no credentials, or credentials that do not hold.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403: a principal without the permission.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 400 with the Spine code that fits.
+    #[error("{message}")]
+    Invalid {
+        spine_code: &'static str,
+        message: String,
+    },
+    /// A refusal of the token endpoint, answered in RFC 6749's form.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
     #[error(transparent)]
     Core(#[from] CoreError),
 }
 
+impl From<AccessError> for HttpError {
+    fn from(error: AccessError) -> Self {
+        match error {
+            AccessError::Unauthenticated(why) => HttpError::Unauthenticated(why),
+            AccessError::Forbidden(why) => HttpError::Forbidden(why),
+            AccessError::Core(core) => HttpError::Core(core),
+        }
+    }
+}
+
 impl HttpError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        HttpError::Invalid {
+            spine_code: "INVALID_REQUEST",
+            message: message.into(),
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             HttpError::NotFound => StatusCode::NOT_FOUND,
-            HttpError::Core(CoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
-            HttpError::Core(CoreError::Store(StoreError::Unavailable(_))) => {
+            HttpError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HttpError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            HttpError::OAuth(error) if error.error == "invalid_client" => StatusCode::UNAUTHORIZED,
+            HttpError::OAuth(error) if error.error == "temporarily_unavailable" => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            HttpError::Core(CoreError::Store(
-                StoreError::Conflict(_) | StoreError::SnapshotGuard { .. },
-            )) => StatusCode::CONFLICT,
-            HttpError::Core(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            HttpError::OAuth(error) if error.error == "server_error" => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            HttpError::OAuth(_) => StatusCode::BAD_REQUEST,
+            HttpError::Core(core) => match core {
+                CoreError::Invalid(_) | CoreError::BadRequest(_) => StatusCode::BAD_REQUEST,
+                CoreError::NotFound(_) => StatusCode::NOT_FOUND,
+                CoreError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+                CoreError::Store(StoreError::Conflict(_) | StoreError::SnapshotGuard { .. }) => {
+                    StatusCode::CONFLICT
+                }
+                CoreError::Provider(_) => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
+
+    /// FHIR's issue type and, where one fits, the Spine code and its display.
+    fn codes(&self, status: StatusCode) -> (&'static str, Option<(&'static str, &'static str)>) {
+        match (self, status) {
+            (HttpError::Invalid { spine_code, .. }, _) => (
+                issue_type_of(spine_code),
+                Some((spine_code, display_of(spine_code))),
+            ),
+            (_, StatusCode::UNAUTHORIZED) => ("login", None),
+            (_, StatusCode::FORBIDDEN) => ("forbidden", Some(("ACCESS_DENIED", "Access denied"))),
+            (_, StatusCode::NOT_FOUND) => ("not-found", None),
+            (_, StatusCode::BAD_REQUEST) => (
+                "invalid",
+                Some(("INVALID_REQUEST", display_of("INVALID_REQUEST"))),
+            ),
+            (_, StatusCode::CONFLICT) => ("conflict", None),
+            (_, StatusCode::SERVICE_UNAVAILABLE) => ("transient", None),
+            _ => ("exception", None),
+        }
+    }
+}
+
+fn issue_type_of(spine_code: &str) -> &'static str {
+    match spine_code {
+        "INVALID_SEARCH_DATA" | "PRECONDITION_FAILED" | "INVALID_REQUEST" => "invalid",
+        _ => "processing",
+    }
+}
+
+fn display_of(spine_code: &str) -> &'static str {
+    match spine_code {
+        "INVALID_SEARCH_DATA" => "Invalid search data",
+        "PRECONDITION_FAILED" => "Precondition failed",
+        "INVALID_REQUEST" => "Invalid request",
+        "ACCESS_DENIED" => "Access denied",
+        _ => "Error",
+    }
+}
+
+/// An OperationOutcome with one error issue.
+pub fn operation_outcome(
+    issue_type: &str,
+    spine: Option<(&str, &str)>,
+    diagnostics: &str,
+) -> serde_json::Value {
+    let mut issue = json!({
+        "severity": "error",
+        "code": issue_type,
+        "diagnostics": diagnostics,
+    });
+    if let Some((code, display)) = spine {
+        issue["details"] = json!({
+            "coding": [{"system": SPINE_ERROR_SYSTEM, "code": code, "display": display}]
+        });
+    }
+    json!({"resourceType": "OperationOutcome", "issue": [issue]})
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message = if status.is_server_error() {
+        if let HttpError::OAuth(error) = &self {
+            if status.is_server_error() {
+                tracing::error!(error = %error, "the token endpoint failed");
+            }
+            let mut response = (
+                status,
+                Json(json!({"error": error.error, "error_description": error.description})),
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return response;
+        }
+        let diagnostics = if status.is_server_error() {
             tracing::error!(error = %self, cause = ?self, "request failed");
             match status {
                 StatusCode::SERVICE_UNAVAILABLE => {
                     "the service cannot reach its database just now; try again shortly".to_owned()
+                }
+                StatusCode::BAD_GATEWAY => {
+                    "the identity provider did not answer as expected; try again shortly".to_owned()
                 }
                 _ => "something went wrong on our side; quote the X-Request-ID header when you report it".to_owned(),
             }
         } else {
             self.to_string()
         };
-        let body = Json(json!({"error": message}));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            (status, [(header::RETRY_AFTER, "5")], body).into_response()
-        } else {
-            (status, body).into_response()
+        let (issue_type, spine) = self.codes(status);
+        let body = Json(operation_outcome(issue_type, spine, &diagnostics));
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/fhir+json"),
+        );
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            StatusCode::UNAUTHORIZED => {
+                let challenge = match &self {
+                    HttpError::Unauthenticated(why) if why != NO_CREDENTIALS => format!(
+                        "Bearer realm=\"cpis\", error=\"invalid_token\", error_description=\"{}\"",
+                        why.replace(['"', '\\'], "'")
+                    ),
+                    _ => "Bearer realm=\"cpis\"".to_owned(),
+                };
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            _ => {}
         }
+        response
     }
 }
+
+/// The 401 message when no credentials came at all.
+pub const NO_CREDENTIALS: &str = "sign in, or send a bearer token in the Authorization header";

@@ -1,37 +1,186 @@
-//! The HTTP edge: routes, request ids, and errors turned into statuses.
+//! The HTTP edge: routes, who may call them, request ids, and errors turned
+//! into statuses.
 //!
-//! Handlers are thin: decode the request, call one `cpis-core` use case,
-//! encode the answer. Nothing below this crate knows axum.
+//! Every route is declared once in [`routes`] with its [`Access`]: the
+//! guard in `auth.rs` authenticates the caller and asks the permission table
+//! before the handler runs, and [`endpoints`] lists every route with its
+//! access for the authorization matrix test. Handlers are thin: decode the
+//! request, call one `cpis-core` use case, encode the answer. Nothing below
+//! this crate knows axum.
 
+mod auth;
 mod error;
+mod identity;
 mod request_id;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::routing::MethodRouter;
+use axum::{Extension, Json, Router};
 use cpis_core::Cpis;
+use cpis_domain::Permission;
 use cpis_store::Store;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-pub use error::HttpError;
+pub use auth::Caller;
+pub use error::{HttpError, SPINE_ERROR_SYSTEM, operation_outcome};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: health, discovery, the sign-in flow, the public directory.
+    Public,
+    /// Any authenticated principal of a registered organisation.
+    SignedIn,
+    /// A principal holding this permission.
+    Permission(Permission),
+}
+
+/// One route and who may call it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+type AppState<S> = Arc<Cpis<S>>;
+
+/// Routes under construction: each is added with its access rule.
+struct Routes<S: Store> {
+    router: Router<AppState<S>>,
+    endpoints: Vec<Endpoint>,
+    app: AppState<S>,
+}
+
+impl<S: Store> Routes<S> {
+    fn add(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: MethodRouter<AppState<S>>,
+    ) -> Self {
+        let guarded = handler.route_layer(axum::middleware::from_fn_with_state(
+            (self.app.clone(), access),
+            auth::guard::<S>,
+        ));
+        self.router = self.router.route(path, guarded);
+        self.endpoints.push(Endpoint {
+            method,
+            path,
+            access,
+        });
+        self
+    }
+}
+
+fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
+    use Access::{Public, SignedIn};
+    use axum::routing::{get, post, put};
+    let routes = Routes {
+        router: Router::new(),
+        endpoints: Vec::new(),
+        app,
+    };
+    routes
+        .add(Method::GET, "/", Public, get(index))
+        .add(Method::GET, "/healthz", Public, get(healthz))
+        .add(Method::GET, "/readyz", Public, get(readyz::<S>))
+        .add(Method::GET, "/api/v1/status", Public, get(status::<S>))
+        .add(
+            Method::GET,
+            "/api/v1/local-authorities",
+            Public,
+            get(local_authorities::<S>),
+        )
+        .add(Method::GET, "/api/v1/me", SignedIn, get(identity::me))
+        .add(
+            Method::GET,
+            "/.well-known/openid-configuration",
+            Public,
+            get(identity::discovery::<S>),
+        )
+        .add(
+            Method::GET,
+            "/oauth2/jwks",
+            Public,
+            get(identity::jwks::<S>),
+        )
+        .add(
+            Method::POST,
+            "/oauth2/token",
+            Public,
+            post(identity::token::<S>),
+        )
+        .add(
+            Method::GET,
+            "/oauth2/authorize",
+            Public,
+            get(identity::authorize_page::<S>),
+        )
+        .add(
+            Method::POST,
+            "/oauth2/authorize",
+            Public,
+            post(identity::authorize_choose::<S>),
+        )
+        .add(
+            Method::GET,
+            "/auth/sign-in",
+            Public,
+            get(identity::sign_in::<S>),
+        )
+        .add(
+            Method::GET,
+            "/auth/callback",
+            Public,
+            get(identity::callback::<S>),
+        )
+        .add(
+            Method::POST,
+            "/auth/sign-out",
+            SignedIn,
+            post(identity::sign_out::<S>),
+        )
+        .add(
+            Method::GET,
+            "/admin/v1/la-clients",
+            Access::Permission(Permission::Administer),
+            get(identity::la_clients::<S>),
+        )
+        .add(
+            Method::PUT,
+            "/admin/v1/la-clients/{client_id}",
+            Access::Permission(Permission::Administer),
+            put(identity::register_la_client::<S>),
+        )
+        .add(
+            Method::GET,
+            "/la/v1/profile",
+            Access::Permission(Permission::ManageOwnLa),
+            get(la_profile::<S>),
+        )
+}
 
 /// Builds every route of the service over one `Cpis`.
 pub fn router<S: Store>(app: Arc<Cpis<S>>) -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz::<S>))
-        .route("/api/v1/status", get(status::<S>))
-        .route("/api/v1/local-authorities", get(local_authorities::<S>))
+    let routes = routes(app.clone());
+    routes
+        .router
         .fallback(not_found)
         .with_state(app)
         .layer(request_id::layer())
+}
+
+/// Every route with its access rule, in declaration order.
+pub fn endpoints<S: Store>(app: Arc<Cpis<S>>) -> Vec<Endpoint> {
+    routes(app).endpoints
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the
@@ -57,7 +206,7 @@ async fn healthz() -> &'static str {
 
 /// Readiness: the store can read and write now. Load balancers stop sending
 /// traffic to a node that answers 503 here.
-async fn readyz<S: Store>(State(app): State<Arc<Cpis<S>>>) -> Response {
+async fn readyz<S: Store>(State(app): State<AppState<S>>) -> Response {
     match app.check_ready().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(error) => {
@@ -73,15 +222,29 @@ async fn readyz<S: Store>(State(app): State<Arc<Cpis<S>>>) -> Response {
 }
 
 /// Counts only: nothing here is about one child.
-async fn status<S: Store>(State(app): State<Arc<Cpis<S>>>) -> Result<Response, HttpError> {
+async fn status<S: Store>(State(app): State<AppState<S>>) -> Result<Response, HttpError> {
     Ok(Json(app.status().await?).into_response())
 }
 
 /// The directory of local authorities and their published numbers.
 async fn local_authorities<S: Store>(
-    State(app): State<Arc<Cpis<S>>>,
+    State(app): State<AppState<S>>,
 ) -> Result<Response, HttpError> {
     Ok(Json(app.local_authorities().await?).into_response())
+}
+
+/// The caller's own local authority: its name and telephone numbers.
+async fn la_profile<S: Store>(
+    State(app): State<AppState<S>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, HttpError> {
+    let la = cpis_core::identity::own_la(&caller.principal)?;
+    let profile = app.local_authority(la).await?.ok_or_else(|| {
+        HttpError::Core(cpis_core::CoreError::NotFound(format!(
+            "{la} is not registered"
+        )))
+    })?;
+    Ok(Json(profile).into_response())
 }
 
 async fn not_found() -> HttpError {

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cpis_core::{Clock, Cpis, demo, reference};
+use cpis_core::{demo, reference};
 use cpis_domain::{NhsNumber, Plan, PlanType};
 use cpis_postgres::testing::TestSchema;
 use cpis_sqlite::SqliteStore;
@@ -104,8 +104,10 @@ async fn bench_store<S: Store>(
 ) {
     println!();
     println!("## {name}");
-    let app = Cpis::new(store.clone(), Clock::system());
-    app.seed_reference_data().await.unwrap();
+    store
+        .put_local_authorities(reference::local_authorities().unwrap())
+        .await
+        .unwrap();
 
     // Bulk upsert: one batch, one transaction.
     let started = Instant::now();

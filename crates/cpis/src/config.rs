@@ -8,14 +8,29 @@
 //! | `database_url` | `CPIS_DATABASE_URL`| unset (embedded)   | `postgres://…` to use PostgreSQL instead |
 //! | `log_format`   | `CPIS_LOG_FORMAT`  | `human`            | `human` or `json` |
 //! | `log`          | `CPIS_LOG`         | `info`             | a tracing filter, e.g. `info,cpis_http=debug` |
+//! | `public_url`   | `CPIS_PUBLIC_URL`  | `http://` + the listening address | the URL clients use; the service's own token issuer |
+//! | `oidc_issuer`  | `CPIS_OIDC_ISSUER` | unset              | the OpenID Connect provider people sign in with (NHS CIS2) |
+//! | `oidc_audience`| `CPIS_OIDC_AUDIENCE` | `cpis`           | the `aud` bearer tokens must carry |
+//! | `oidc_client_id` | `CPIS_OIDC_CLIENT_ID` | the audience  | this service's client id at the provider (browser sign-in) |
+//! | `oidc_client_secret` | `CPIS_OIDC_CLIENT_SECRET` | unset | its client secret, if the provider gave one |
+//! | `oidc_claims`  | `CPIS_OIDC_CLAIMS` | `cis2`             | `cis2`, or `claims` to name flat claims in `[oidc_claim_names]` |
+//! | `development`  | `CPIS_DEVELOPMENT` | `false`            | the built-in development issuer with demo personas; loopback only |
+//! | `development_la` | `CPIS_DEVELOPMENT_LA` | `E06000001`   | the LA of the social-worker and la-system personas |
+//! | `signing_key_file` | `CPIS_SIGNING_KEY_FILE` | `<data_dir>/signing-key.pem` | the service's ES256 key, made on first start; share it between nodes |
 //!
-//! `CPIS_CONFIG` names the file when `--config` is not given.
+//! `CPIS_CONFIG` names the file when `--config` is not given. Either
+//! `oidc_issuer` or `development` must be set: without one, nobody could
+//! sign in. `development` cannot be combined with `oidc_issuer`, and only
+//! listens on loopback addresses, so that it cannot be switched on by
+//! accident in production.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use cpis_auth::{ClaimMapping, ClaimNames};
+use cpis_domain::LaCode;
 use serde::Deserialize;
 
 /// A configuration problem, said as one sentence that tells what to fix.
@@ -60,6 +75,16 @@ pub enum Database {
     Postgres(Secret),
 }
 
+/// How people sign in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcConfig {
+    pub issuer: Option<String>,
+    pub audience: String,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub claims: ClaimMapping,
+}
+
 /// The configuration `cpis serve` runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -68,6 +93,41 @@ pub struct Config {
     pub database: Database,
     pub log_format: LogFormat,
     pub log_filter: String,
+    pub public_url: Option<String>,
+    pub oidc: OidcConfig,
+    pub development: bool,
+    pub development_la: LaCode,
+    pub signing_key_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The service's own key file.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("signing-key.pem"))
+    }
+
+    /// The checks that need the whole configuration.
+    fn check(self) -> Result<Config, ConfigError> {
+        if self.development && self.oidc.issuer.is_some() {
+            return Err(ConfigError(
+                "development = true runs the built-in sign-in without passwords and cannot be combined with oidc_issuer; remove one of them".into(),
+            ));
+        }
+        if self.development && !self.listen.ip().is_loopback() {
+            return Err(ConfigError(format!(
+                "development = true signs anyone in without a password, so it only listens on a loopback address (127.0.0.1 or [::1]), not {}; change listen or turn development off",
+                self.listen
+            )));
+        }
+        if !self.development && self.oidc.issuer.is_none() {
+            return Err(ConfigError(
+                "nobody could sign in: set oidc_issuer (CPIS_OIDC_ISSUER) to your OpenID Connect provider, or development = true (CPIS_DEVELOPMENT=true) for a local trial".into(),
+            ));
+        }
+        Ok(self)
+    }
 }
 
 /// The keys a configuration file may hold; any other key is an error.
@@ -79,6 +139,16 @@ struct FileConfig {
     database_url: Option<String>,
     log_format: Option<String>,
     log: Option<String>,
+    public_url: Option<String>,
+    oidc_issuer: Option<String>,
+    oidc_audience: Option<String>,
+    oidc_client_id: Option<String>,
+    oidc_client_secret: Option<String>,
+    oidc_claims: Option<String>,
+    oidc_claim_names: Option<ClaimNames>,
+    development: Option<bool>,
+    development_la: Option<String>,
+    signing_key_file: Option<PathBuf>,
 }
 
 /// What the command line sets; it wins over everything else.
@@ -87,6 +157,9 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// `cpis demo` turns the development issuer on.
+    pub development: bool,
+    pub development_la: Option<String>,
 }
 
 /// Environment variables cpis reads, and the ones its tests read; any other
@@ -98,6 +171,15 @@ const KNOWN_VARIABLES: &[&str] = &[
     "CPIS_DATABASE_URL",
     "CPIS_LOG_FORMAT",
     "CPIS_LOG",
+    "CPIS_PUBLIC_URL",
+    "CPIS_OIDC_ISSUER",
+    "CPIS_OIDC_AUDIENCE",
+    "CPIS_OIDC_CLIENT_ID",
+    "CPIS_OIDC_CLIENT_SECRET",
+    "CPIS_OIDC_CLAIMS",
+    "CPIS_DEVELOPMENT",
+    "CPIS_DEVELOPMENT_LA",
+    "CPIS_SIGNING_KEY_FILE",
     "CPIS_TEST_DATABASE_URL",
     "CPIS_REQUIRE_ALL",
 ];
@@ -116,7 +198,7 @@ impl Config {
         {
             return Err(ConfigError(format!(
                 "the environment variable {unknown} is not one cpis knows; unset it or correct it to one of {}",
-                KNOWN_VARIABLES[..6].join(", ")
+                KNOWN_VARIABLES[..KNOWN_VARIABLES.len() - 2].join(", ")
             )));
         }
         let file_path = overrides
@@ -148,6 +230,39 @@ impl Config {
         if let Some(filter) = file.log {
             config.log_filter = filter;
         }
+        if let Some(url) = &file.public_url {
+            config.public_url = Some(parse_url(url, &from_file("public_url"))?);
+        }
+        if let Some(url) = &file.oidc_issuer {
+            config.oidc.issuer = Some(parse_url(url, &from_file("oidc_issuer"))?);
+        }
+        if let Some(audience) = file.oidc_audience {
+            config.oidc.audience = audience;
+        }
+        if let Some(client_id) = file.oidc_client_id {
+            config.oidc.client_id = Some(client_id);
+        }
+        if let Some(secret) = file.oidc_client_secret {
+            config.oidc.client_secret = Some(Secret::new(secret));
+        }
+        if let Some(claims) = &file.oidc_claims {
+            config.oidc.claims = parse_claims(
+                claims,
+                file.oidc_claim_names.clone(),
+                &from_file("oidc_claims"),
+            )?;
+        } else if let Some(names) = file.oidc_claim_names.clone() {
+            config.oidc.claims = ClaimMapping::Claims(names);
+        }
+        if let Some(development) = file.development {
+            config.development = development;
+        }
+        if let Some(la) = &file.development_la {
+            config.development_la = parse_la(la, &from_file("development_la"))?;
+        }
+        if let Some(path) = file.signing_key_file {
+            config.signing_key_file = Some(path);
+        }
 
         if let Some(listen) = env.get("CPIS_LISTEN") {
             config.listen = parse_listen(listen, "CPIS_LISTEN")?;
@@ -164,6 +279,34 @@ impl Config {
         if let Some(filter) = env.get("CPIS_LOG") {
             config.log_filter = filter.clone();
         }
+        if let Some(url) = env.get("CPIS_PUBLIC_URL") {
+            config.public_url = Some(parse_url(url, "CPIS_PUBLIC_URL")?);
+        }
+        if let Some(url) = env.get("CPIS_OIDC_ISSUER") {
+            config.oidc.issuer = Some(parse_url(url, "CPIS_OIDC_ISSUER")?);
+        }
+        if let Some(audience) = env.get("CPIS_OIDC_AUDIENCE") {
+            config.oidc.audience = audience.clone();
+        }
+        if let Some(client_id) = env.get("CPIS_OIDC_CLIENT_ID") {
+            config.oidc.client_id = Some(client_id.clone());
+        }
+        if let Some(secret) = env.get("CPIS_OIDC_CLIENT_SECRET") {
+            config.oidc.client_secret = Some(Secret::new(secret.clone()));
+        }
+        if let Some(claims) = env.get("CPIS_OIDC_CLAIMS") {
+            config.oidc.claims =
+                parse_claims(claims, file.oidc_claim_names.clone(), "CPIS_OIDC_CLAIMS")?;
+        }
+        if let Some(development) = env.get("CPIS_DEVELOPMENT") {
+            config.development = parse_bool(development, "CPIS_DEVELOPMENT")?;
+        }
+        if let Some(la) = env.get("CPIS_DEVELOPMENT_LA") {
+            config.development_la = parse_la(la, "CPIS_DEVELOPMENT_LA")?;
+        }
+        if let Some(path) = env.get("CPIS_SIGNING_KEY_FILE") {
+            config.signing_key_file = Some(PathBuf::from(path));
+        }
 
         if let Some(listen) = &overrides.listen {
             config.listen = parse_listen(listen, "--listen")?;
@@ -171,7 +314,13 @@ impl Config {
         if let Some(dir) = &overrides.data_dir {
             config.data_dir = dir.clone();
         }
-        Ok(config)
+        if overrides.development {
+            config.development = true;
+        }
+        if let Some(la) = &overrides.development_la {
+            config.development_la = parse_la(la, "--la")?;
+        }
+        config.check()
     }
 
     /// The defaults of `cpis serve`.
@@ -182,6 +331,17 @@ impl Config {
             database: Database::Embedded,
             log_format: LogFormat::Human,
             log_filter: "info".to_owned(),
+            public_url: None,
+            oidc: OidcConfig {
+                issuer: None,
+                audience: "cpis".to_owned(),
+                client_id: None,
+                client_secret: None,
+                claims: ClaimMapping::Cis2,
+            },
+            development: false,
+            development_la: LaCode::parse("E06000001").unwrap_or_else(|_| unreachable_la()),
+            signing_key_file: None,
         }
     }
 }
@@ -237,6 +397,57 @@ fn parse_database(value: &str, source: &str) -> Result<Database, ConfigError> {
     )))
 }
 
+/// `E06000001` always parses; this is never reached.
+fn unreachable_la() -> LaCode {
+    #[allow(clippy::panic)]
+    {
+        panic!("the default development LA code is valid")
+    }
+}
+
+fn parse_url(value: &str, source: &str) -> Result<String, ConfigError> {
+    let value = value.trim().trim_end_matches('/');
+    let scheme_ok = value.starts_with("https://") || value.starts_with("http://");
+    let has_host = value
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
+    if scheme_ok && has_host && !value.contains(char::is_whitespace) {
+        Ok(value.to_owned())
+    } else {
+        Err(ConfigError(format!(
+            "{source} is {value:?}, which is not an http(s) URL such as https://auth.example.nhs.uk"
+        )))
+    }
+}
+
+fn parse_claims(
+    value: &str,
+    names: Option<ClaimNames>,
+    source: &str,
+) -> Result<ClaimMapping, ConfigError> {
+    match value.trim() {
+        "cis2" => Ok(ClaimMapping::Cis2),
+        "claims" => Ok(ClaimMapping::Claims(names.unwrap_or_default())),
+        other => Err(ConfigError(format!(
+            "{source} is {other:?}; use \"cis2\", or \"claims\" with an [oidc_claim_names] table"
+        ))),
+    }
+}
+
+fn parse_bool(value: &str, source: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" | "" => Ok(false),
+        other => Err(ConfigError(format!(
+            "{source} is {other:?}; use true or false"
+        ))),
+    }
+}
+
+fn parse_la(value: &str, source: &str) -> Result<LaCode, ConfigError> {
+    LaCode::parse(value).map_err(|error| ConfigError(format!("{source}: {error}")))
+}
+
 fn parse_log_format(value: &str, source: &str) -> Result<LogFormat, ConfigError> {
     match value.trim() {
         "human" => Ok(LogFormat::Human),
@@ -275,7 +486,11 @@ mod tests {
         };
         let config = Config::load(
             Config::serve_defaults(),
-            &env(&[("CPIS_DATA_DIR", "/from/env"), ("CPIS_LOG", "debug")]),
+            &env(&[
+                ("CPIS_DATA_DIR", "/from/env"),
+                ("CPIS_LOG", "debug"),
+                ("CPIS_DEVELOPMENT", "true"),
+            ]),
             &overrides,
         )
         .unwrap();
@@ -288,7 +503,12 @@ mod tests {
             listen: Some("127.0.0.1:9001".into()),
             ..overrides
         };
-        let config = Config::load(Config::serve_defaults(), &env(&[]), &flags).unwrap();
+        let config = Config::load(
+            Config::serve_defaults(),
+            &env(&[("CPIS_DEVELOPMENT", "1")]),
+            &flags,
+        )
+        .unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:9001");
         assert_eq!(config.data_dir, PathBuf::from("/from/file"));
     }
@@ -297,15 +517,20 @@ mod tests {
     fn database_urls_select_the_store_and_stay_secret() {
         let config = Config::load(
             Config::serve_defaults(),
-            &env(&[("CPIS_DATABASE_URL", "postgres://cpis:hunter2@db/cpis")]),
+            &env(&[
+                ("CPIS_DATABASE_URL", "postgres://cpis:hunter2@db/cpis"),
+                ("CPIS_OIDC_ISSUER", "https://idp.example"),
+                ("CPIS_OIDC_CLIENT_SECRET", "s3cret"),
+            ]),
             &Overrides::default(),
         )
         .unwrap();
         assert!(matches!(config.database, Database::Postgres(_)));
         assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!format!("{config:?}").contains("s3cret"));
         let config = Config::load(
             Config::serve_defaults(),
-            &env(&[("CPIS_DATABASE_URL", "")]),
+            &env(&[("CPIS_DATABASE_URL", ""), ("CPIS_DEVELOPMENT", "true")]),
             &Overrides::default(),
         )
         .unwrap();
@@ -333,6 +558,11 @@ mod tests {
         );
         check(Some("listen = 8080\n"), &[], "invalid at line 1");
         check(Some("listen = \"8080\"\n"), &[], "listen in ");
+        check(
+            Some("development = true\n[oidc_claim_names]\nuser = \"oid\"\n"),
+            &[],
+            "unknown field `user`",
+        );
         check(
             None,
             &[("CPIS_LISTEN", "localhost")],

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use cpis_auth::SigningKey;
+use cpis_core::identity::{Identity, IdentitySettings};
 use cpis_core::{Clock, Cpis};
 use cpis_postgres::{PgStore, PoolSettings};
 use cpis_sqlite::SqliteStore;
@@ -56,12 +58,115 @@ pub struct DataDirLock {
     _file: File,
 }
 
-/// Prepares the data directory where the configured store needs one: the
-/// embedded store keeps its files there; PostgreSQL nodes need none.
+/// Prepares the data directory. The embedded store keeps its database there
+/// and locks it; PostgreSQL nodes keep only their key there, unless
+/// `signing_key_file` points elsewhere, and take no lock.
 pub fn prepare_storage(config: &Config) -> Result<Option<DataDirLock>, StartError> {
     match config.database {
         Database::Embedded => prepare_data_dir(&config.data_dir).map(Some),
-        Database::Postgres(_) => Ok(None),
+        Database::Postgres(_) => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|error| {
+                StartError(format!(
+                    "cannot use the data directory {}: {error}; make it a writable directory, or choose another with --data-dir or CPIS_DATA_DIR",
+                    config.data_dir.display()
+                ))
+            })?;
+            Ok(None)
+        }
+    }
+}
+
+/// The file in the data directory that tells `cpis token` which issuer the
+/// running server is.
+pub const ISSUER_FILE: &str = "issuer.json";
+
+/// What [`ISSUER_FILE`] holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct IssuerFile {
+    pub issuer: String,
+    pub audience: String,
+    pub development: bool,
+    pub development_la: String,
+}
+
+/// Reads (or makes, on first start) the service's signing key.
+pub fn load_signing_key(config: &Config) -> Result<Arc<SigningKey>, StartError> {
+    let path = config.signing_key_path();
+    let (key, created) = SigningKey::load_or_create(&path).map_err(|error| {
+        StartError(format!(
+            "cannot use the signing key {}: {error}; fix the file or point signing_key_file (CPIS_SIGNING_KEY_FILE) at a PKCS#8 P-256 key",
+            path.display()
+        ))
+    })?;
+    if created {
+        tracing::info!(path = %path.display(), kid = key.kid(), "made a new signing key");
+    }
+    Ok(Arc::new(key))
+}
+
+/// Builds sign-in and access control: discovers the provider, fetches its
+/// keys, and records the issuer for `cpis token`.
+pub async fn build_identity(
+    config: &Config,
+    public_url: &str,
+    key: Arc<SigningKey>,
+) -> Result<Identity, StartError> {
+    if config.development {
+        tracing::warn!("==================================================================");
+        tracing::warn!("DEVELOPMENT SIGN-IN IS ON: anyone reaching {public_url} can sign in");
+        tracing::warn!("as any demo persona without a password. Never run this in production.");
+        tracing::warn!("==================================================================");
+    }
+    let settings = IdentitySettings {
+        public_url: public_url.to_owned(),
+        audience: config.oidc.audience.clone(),
+        client_id: config
+            .oidc
+            .client_id
+            .clone()
+            .unwrap_or_else(|| config.oidc.audience.clone()),
+        client_secret: config
+            .oidc
+            .client_secret
+            .as_ref()
+            .map(|secret| secret.expose().to_owned()),
+        provider: config
+            .oidc
+            .issuer
+            .clone()
+            .map(|issuer| (issuer, config.oidc.claims.clone())),
+        development: config.development,
+        development_la: config.development_la,
+        key,
+    };
+    let identity = Identity::build(settings).await.map_err(|error| {
+        StartError(format!(
+            "cannot set up sign-in: {error}; check oidc_issuer (CPIS_OIDC_ISSUER) and that the provider is reachable"
+        ))
+    })?;
+    let record = IssuerFile {
+        issuer: identity.own.url.clone(),
+        audience: identity.own.audience.clone(),
+        development: config.development,
+        development_la: config.development_la.to_string(),
+    };
+    let path = config.data_dir.join(ISSUER_FILE);
+    if let Ok(text) = serde_json::to_string_pretty(&record)
+        && let Err(error) = std::fs::write(&path, text)
+    {
+        tracing::warn!(path = %path.display(), %error, "cannot record the issuer for cpis token");
+    }
+    Ok(identity)
+}
+
+/// The URL clients reach this server at.
+pub fn public_url(config: &Config, listener: &TcpListener) -> Result<String, StartError> {
+    match &config.public_url {
+        Some(url) => Ok(url.clone()),
+        None => listener
+            .local_addr()
+            .map(|addr| format!("http://{addr}"))
+            .map_err(|error| StartError(error.to_string())),
     }
 }
 
@@ -195,12 +300,13 @@ pub async fn with_store<W: WithStore>(config: &Config, work: W) -> Result<W::Out
 /// `cpis serve`: loads reference data on first start, then serves until shutdown.
 pub struct Serve {
     pub listener: TcpListener,
+    pub identity: Identity,
 }
 
 impl WithStore for Serve {
     type Output = ();
     async fn run<S: Store>(self, store: Arc<S>) -> Result<(), StartError> {
-        let app = Arc::new(Cpis::new(store, Clock::system()));
+        let app = Arc::new(Cpis::new(store, Clock::system(), self.identity));
         app.seed_reference_data()
             .await
             .map_err(|error| StartError(format!("cannot load reference data: {error}")))?;

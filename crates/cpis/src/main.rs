@@ -1,6 +1,6 @@
 //! `cpis`: Child Protection – Information Sharing, as one binary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +8,10 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use cpis::config::{Config, Overrides, cpis_environment};
 use cpis::{StartError, WithStore};
+use cpis_auth::{OwnIssuer, SigningKey};
+use cpis_core::identity::Identity;
 use cpis_core::{Clock, Cpis};
+use cpis_domain::LaCode;
 use cpis_store::Store;
 use tokio::net::TcpListener;
 
@@ -48,6 +51,22 @@ enum Command {
         /// The same seed gives the same synthetic population.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The local authority of the social-worker and la-system personas.
+        #[arg(long, default_value = "E06000001")]
+        la: String,
+    },
+    /// Print a bearer token for a development persona (the token is the last line).
+    Token {
+        /// The data directory of the running demo or development server.
+        #[arg(long, default_value = "cpis-demo")]
+        data_dir: PathBuf,
+        /// ed-clinician, gp-clinician, privacy-officer, ed-clerk, social-worker, la-system or admin.
+        #[arg(long)]
+        persona: String,
+        /// The local authority of the social-worker and la-system personas
+        /// (default: the server's).
+        #[arg(long)]
+        la: Option<String>,
     },
 }
 
@@ -84,40 +103,116 @@ async fn run(command: Command) -> Result<(), StartError> {
                 config_file: config,
                 listen,
                 data_dir,
+                ..Overrides::default()
             };
             let config = Config::load(Config::serve_defaults(), &env, &overrides)?;
             cpis::init_logging(&config)?;
             let _lock = cpis::prepare_storage(&config)?;
             let listener = cpis::bind(config.listen).await?;
-            cpis::with_store(&config, cpis::Serve { listener }).await
+            let identity = identity(&config, &listener).await?;
+            cpis::with_store(&config, cpis::Serve { listener, identity }).await
         }
         Command::Demo {
             listen,
             data_dir,
             seed,
+            la,
         } => {
             let overrides = Overrides {
                 config_file: None,
                 listen: Some(listen),
                 data_dir: Some(data_dir),
+                development: true,
+                development_la: Some(la),
             };
             let config = Config::load(Config::serve_defaults(), &env, &overrides)?;
             cpis::init_logging(&config)?;
             let _lock = cpis::prepare_storage(&config)?;
             let listener = cpis::bind(config.listen).await?;
+            let identity = identity(&config, &listener).await?;
             let demo = Demo {
                 listener,
+                identity,
                 seed,
                 data_dir: config.data_dir.clone(),
             };
             cpis::with_store(&config, demo).await
         }
+        Command::Token {
+            data_dir,
+            persona,
+            la,
+        } => token(&data_dir, &persona, la.as_deref()),
     }
+}
+
+async fn identity(config: &Config, listener: &TcpListener) -> Result<Identity, StartError> {
+    let key = cpis::load_signing_key(config)?;
+    let public_url = cpis::public_url(config, listener)?;
+    cpis::build_identity(config, &public_url, key).await
+}
+
+/// `cpis token`: signs a persona's token with the server's own key, for the
+/// issuer recorded in the data directory. Only for development servers.
+fn token(data_dir: &Path, persona: &str, la: Option<&str>) -> Result<(), StartError> {
+    let issuer_path = data_dir.join(cpis::ISSUER_FILE);
+    let issuer: cpis::IssuerFile = std::fs::read_to_string(&issuer_path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .ok_or_else(|| {
+            StartError(format!(
+                "{} does not say which server to make a token for; start cpis demo (or a development server) with --data-dir {} first",
+                issuer_path.display(),
+                data_dir.display()
+            ))
+        })?;
+    if !issuer.development {
+        return Err(StartError(format!(
+            "the server of {} is not a development server; its users sign in with their identity provider",
+            data_dir.display()
+        )));
+    }
+    let la_code = LaCode::parse(la.unwrap_or(&issuer.development_la))
+        .map_err(|error| StartError(format!("--la: {error}")))?;
+    let key_path = data_dir.join("signing-key.pem");
+    let pem = std::fs::read_to_string(&key_path)
+        .map_err(|error| StartError(format!("cannot read {}: {error}", key_path.display())))?;
+    let key = SigningKey::from_pem(&pem)
+        .map_err(|error| StartError(format!("{}: {error}", key_path.display())))?;
+    let own = OwnIssuer {
+        url: issuer.issuer,
+        audience: issuer.audience,
+        key: Arc::new(key),
+        development: true,
+    };
+    let found = cpis_auth::personas(la_code)
+        .into_iter()
+        .find(|known| known.name == persona)
+        .ok_or_else(|| {
+            let names: Vec<&str> = cpis_auth::personas(la_code)
+                .iter()
+                .map(|p| p.name)
+                .collect();
+            StartError(format!(
+                "there is no persona {persona:?}; choose one of {}",
+                names.join(", ")
+            ))
+        })?;
+    let token = own
+        .issue_persona(&found, &own.audience, None, time::OffsetDateTime::now_utc())
+        .map_err(|error| StartError(error.to_string()))?;
+    eprintln!(
+        "A bearer token for {} ({}), valid for 8 hours:",
+        found.display_name, found.description
+    );
+    println!("{token}");
+    Ok(())
 }
 
 /// `cpis demo`: loads (or reuses) the synthetic population, says what to try, serves.
 struct Demo {
     listener: TcpListener,
+    identity: Identity,
     seed: u64,
     data_dir: PathBuf,
 }
@@ -125,7 +220,7 @@ struct Demo {
 impl WithStore for Demo {
     type Output = ();
     async fn run<S: Store>(self, store: Arc<S>) -> Result<(), StartError> {
-        let app = Arc::new(Cpis::new(store, Clock::system()));
+        let app = Arc::new(Cpis::new(store, Clock::system(), self.identity));
         let started = Instant::now();
         let loaded = app
             .load_demo(self.seed)
@@ -162,6 +257,18 @@ impl WithStore for Demo {
         println!("  curl {url}/readyz");
         println!("  curl {url}/api/v1/status");
         println!("  curl {url}/api/v1/local-authorities");
+        println!(
+            "  TOKEN=$(cargo run -q -- token --data-dir {} --persona ed-clinician)",
+            self.data_dir.display()
+        );
+        println!("  curl -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/me");
+        println!();
+        println!(
+            "Sign in at {url}/auth/sign-in as any of these personas (no password: development only):"
+        );
+        for persona in app.personas() {
+            println!("  {:<16} {}", persona.name, persona.description);
+        }
         println!();
         println!("Children in the demo data:");
         for example in &loaded.examples {

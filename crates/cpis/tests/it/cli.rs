@@ -18,7 +18,13 @@ fn an_unknown_configuration_key_stops_the_start() {
         "cpis.toml",
         "listen = \"127.0.0.1:0\"\ndatabase = \"x\"\n",
     );
-    let (code, stderr) = fails_to_start(cpis().arg("serve").arg("--config").arg(&config));
+    let (code, stderr) = fails_to_start(
+        cpis()
+            .env("CPIS_DEVELOPMENT", "true")
+            .arg("serve")
+            .arg("--config")
+            .arg(&config),
+    );
     assert_one_clear_sentence(code, &stderr, "invalid at line 2: unknown field `database`");
 }
 
@@ -28,6 +34,7 @@ fn an_unusable_data_directory_stops_the_start() {
     let not_a_dir = write_file(dir.path(), "plain-file", "");
     let (code, stderr) = fails_to_start(
         cpis()
+            .env("CPIS_DEVELOPMENT", "true")
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(not_a_dir.join("data")),
     );
@@ -41,6 +48,7 @@ fn a_port_in_use_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let (code, stderr) = fails_to_start(
         cpis()
+            .env("CPIS_DEVELOPMENT", "true")
             .args(["serve", "--listen", &addr, "--data-dir"])
             .arg(dir.path()),
     );

@@ -1,9 +1,11 @@
 //! Several nodes on one PostgreSQL database, and a database that goes away.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cpis_auth::SigningKey;
 use cpis_domain::{LaCode, PlanType};
 use cpis_postgres::testing::TestSchema;
 use cpis_postgres::{PgStore, PoolSettings};
@@ -74,7 +76,10 @@ async fn a_node_whose_database_goes_away_turns_unready_and_recovers() {
     assert_eq!(response.headers()["retry-after"], "5");
     let body: Value = response.json().await.unwrap();
     assert!(
-        body["error"].as_str().unwrap().contains("try again"),
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("try again"),
         "{body}"
     );
     assert!(
@@ -96,10 +101,15 @@ async fn a_node_whose_database_goes_away_turns_unready_and_recovers() {
 
 #[test]
 fn an_unreachable_database_stops_the_start_with_one_sentence() {
-    let (code, stderr) = fails_to_start(cpis().args(["serve", "--listen", "127.0.0.1:0"]).env(
-        "CPIS_DATABASE_URL",
-        "postgres://cpis:s3cret@127.0.0.1:1/cpis",
-    ));
+    let (code, stderr) = fails_to_start(
+        cpis()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("CPIS_DEVELOPMENT", "true")
+            .env(
+                "CPIS_DATABASE_URL",
+                "postgres://cpis:s3cret@127.0.0.1:1/cpis",
+            ),
+    );
     assert_eq!(code, Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
@@ -113,12 +123,17 @@ fn an_unreachable_database_stops_the_start_with_one_sentence() {
     );
 }
 
-fn start_node(schema: &TestSchema, listen: SocketAddr) -> Running {
+/// A `cpis serve` node on `schema`. Nodes of one service share the signing
+/// key and the public URL (the load balancer's), nothing else.
+fn start_node(schema: &TestSchema, listen: SocketAddr, key: &Path, public_url: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut command = cpis();
     command
         .args(["serve", "--listen", &listen.to_string(), "--data-dir"])
         .arg(dir.path())
+        .env("CPIS_DEVELOPMENT", "true")
+        .env("CPIS_SIGNING_KEY_FILE", key)
+        .env("CPIS_PUBLIC_URL", public_url)
         .env("CPIS_DATABASE_URL", schema.url_with_search_path());
     Running::spawn(&mut command, Box::new(dir))
 }
@@ -145,13 +160,41 @@ async fn two_nodes_on_one_database_behave_as_one_service() {
     // Both nodes start at once on an empty schema: migrations and reference
     // data must not race.
     let (addr_a, addr_b) = (free_port_address(), free_port_address());
-    let node_a = start_node(&schema, addr_a);
-    let node_b = start_node(&schema, addr_b);
     let (a, b) = (format!("http://{addr_a}"), format!("http://{addr_b}"));
+    let shared = tempfile::tempdir().unwrap();
+    let key_file = shared.path().join("signing-key.pem");
+    std::fs::write(&key_file, SigningKey::generate().unwrap().pem()).unwrap();
+    let node_a = start_node(&schema, addr_a, &key_file, &a);
+    let node_b = start_node(&schema, addr_b, &key_file, &a);
     wait_until_ready(&a).await;
     wait_until_ready(&b).await;
     let (_, status_a) = get_json(&format!("{a}/api/v1/status")).await;
     assert_eq!(status_a["local_authorities"], 153, "{status_a}");
+
+    // A token issued by one node is honoured by the other: one issuer, one key.
+    let tokens: Value = reqwest::Client::new()
+        .post(format!("{a}/oauth2/token"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["error"], "invalid_request", "{tokens}");
+    let jwks_a: Value = reqwest::get(format!("{a}/oauth2/jwks"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwks_b: Value = reqwest::get(format!("{b}/oauth2/jwks"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks_a, jwks_b, "both nodes publish the same key");
 
     // What is written through one connection pool is served by both nodes at once.
     let writer = schema.store().await;

@@ -58,7 +58,10 @@ async fn request_ids_are_echoed_or_made(server: TestServer) {
 async fn unknown_addresses_get_a_json_404(server: TestServer) {
     let response = reqwest::get(server.url("/no/such/page")).await.unwrap();
     assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["content-type"], "application/fhir+json");
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "there is nothing at this address");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert_eq!(body["issue"][0]["code"], "not-found");
+    assert_eq!(body["issue"][0]["diagnostics"], "there is nothing at this address");
 }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use std::any::Any;
 use std::sync::Mutex;
 
+use cpis_core::identity::development_identity;
 use cpis_core::{Clock, Cpis};
+use cpis_domain::LaCode;
 use cpis_postgres::testing::TestSchema;
 use cpis_sqlite::SqliteStore;
 use cpis_store::Store;
@@ -23,9 +25,21 @@ pub enum Backend {
     Postgres,
 }
 
-/// A server started in this process on a fresh, empty store.
+/// Signs any claims with the server's own key, as its issuer.
+type Signer = Box<dyn Fn(&serde_json::Value) -> String + Send + Sync>;
+
+/// The LA of the LA personas in tests, and another LA for cross-LA attempts.
+pub const TEST_LA: &str = "E09000007";
+pub const OTHER_LA: &str = "E08000025";
+
+/// A server started in this process on a fresh store holding the reference
+/// data and the synthetic care settings, with the development issuer on.
 pub struct TestServer {
     pub url: String,
+    /// The server's own issuer URL and audience.
+    pub issuer: String,
+    pub endpoints: Vec<cpis_http::Endpoint>,
+    sign: Signer,
     stop: Option<oneshot::Sender<()>>,
     _guard: Box<dyn Any + Send>,
 }
@@ -50,10 +64,20 @@ impl TestServer {
 
     /// A server on `store`, holding `guard` for as long as it runs.
     pub async fn with_store<S: Store>(store: S, guard: Box<dyn Any + Send>) -> TestServer {
-        let app = Arc::new(Cpis::new(Arc::new(store), Clock::system()));
-        app.seed_reference_data().await.unwrap();
         let listener = cpis::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let identity = development_identity(&url, LaCode::parse(TEST_LA).unwrap())
+            .await
+            .unwrap();
+        let app = Arc::new(Cpis::new(Arc::new(store), Clock::system(), identity));
+        app.seed_reference_data().await.unwrap();
+        app.store()
+            .put_organisations(cpis_core::reference::synthetic_organisations().unwrap())
+            .await
+            .unwrap();
+        let key = app.identity().signing_key().clone();
+        let sign: Signer = Box::new(move |claims| key.sign(claims).unwrap());
+        let endpoints = cpis_http::endpoints(app.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             cpis::serve(listener, app, async {
@@ -63,7 +87,10 @@ impl TestServer {
             .unwrap();
         });
         TestServer {
+            issuer: url.clone(),
             url,
+            endpoints,
+            sign,
             stop: Some(stop),
             _guard: guard,
         }
@@ -71,6 +98,51 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
+    }
+
+    /// A bearer token for a development persona (LA personas of [`TEST_LA`]).
+    pub fn token(&self, persona: &str) -> String {
+        self.token_for(persona, TEST_LA)
+    }
+
+    /// A bearer token for a development persona of `la`.
+    pub fn token_for(&self, persona: &str, la: &str) -> String {
+        self.sign(&self.persona_claims(persona, la))
+    }
+
+    /// The claims the development issuer gives a persona, to alter in tests.
+    pub fn persona_claims(&self, persona: &str, la: &str) -> serde_json::Value {
+        let found = cpis_auth::personas(LaCode::parse(la).unwrap())
+            .into_iter()
+            .find(|known| known.name == persona)
+            .unwrap_or_else(|| panic!("no persona {persona}"));
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut claims = if found.la_system {
+            serde_json::json!({
+                "sub": found.user_id, "name": found.display_name,
+                "cpis_kind": "la_system", "cpis_la": found.organisation,
+            })
+        } else {
+            serde_json::json!({
+                "sub": found.user_id, "nhsid_useruid": found.user_id, "name": found.display_name,
+                "selected_roleid": "r1",
+                "nhsid_nrbac_roles": [{
+                    "person_roleid": "r1", "org_code": found.organisation,
+                    "role_name": found.role_name, "role_code": found.role_code,
+                    "activity_codes": found.activities,
+                }],
+            })
+        };
+        claims["iss"] = serde_json::json!(self.issuer);
+        claims["aud"] = serde_json::json!("cpis");
+        claims["iat"] = serde_json::json!(now);
+        claims["exp"] = serde_json::json!(now + 3600);
+        claims
+    }
+
+    /// Signs `claims` with the server's own key.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        (self.sign)(claims)
     }
 }
 
@@ -170,7 +242,7 @@ pub fn cpis() -> Command {
             command.env_remove(key);
         }
     }
-    command.env("CPIS_LOG", "warn");
+    command.env("CPIS_LOG", "error");
     command
 }
 
