@@ -80,6 +80,7 @@ struct VerifyingKey {
 /// A provider's published keys, cached. An unknown key id triggers one
 /// refetch, at most once per `min_refetch`, so that key rotation is picked up
 /// at once and a flood of forged key ids cannot hammer the provider.
+/// `last_fetch` is the time of the last refetch caused by an unknown key.
 pub struct JwksCache {
     jwks_uri: String,
     http: reqwest::Client,
@@ -102,8 +103,9 @@ impl JwksCache {
             last_fetch: tokio::sync::Mutex::new(None),
             min_refetch,
         };
+        // The start-up fetch does not count against the refetch limit, so a
+        // rotation soon after start is still picked up.
         cache.refresh().await?;
-        *cache.last_fetch.lock().await = Some(Instant::now());
         Ok(cache)
     }
 
@@ -197,9 +199,18 @@ impl TrustedIssuer {
     }
 }
 
+/// How many verified tokens are remembered. A clinician's system sends the
+/// same token with every request until it expires, so each is verified once.
+const VERIFIED_CACHE_LIMIT: usize = 100_000;
+
 /// Checks tokens against every trusted issuer.
 pub struct TokenValidator {
     issuers: Vec<TrustedIssuer>,
+    /// Tokens already verified, by their exact text, until they expire. A
+    /// signature check costs tens of microseconds; a lookup here, well
+    /// under one. Only tokens that passed every check are kept, and an
+    /// altered token is a different key.
+    verified: RwLock<HashMap<String, Authenticated>>,
 }
 
 #[derive(Deserialize)]
@@ -209,7 +220,10 @@ struct Unverified {
 
 impl TokenValidator {
     pub fn new(issuers: Vec<TrustedIssuer>) -> Self {
-        TokenValidator { issuers }
+        TokenValidator {
+            issuers,
+            verified: RwLock::new(HashMap::new()),
+        }
     }
 
     pub fn issuers(&self) -> &[TrustedIssuer] {
@@ -218,6 +232,30 @@ impl TokenValidator {
 
     /// Validates a token and maps its claims to a principal.
     pub async fn validate(&self, token: &str) -> Result<Authenticated, AuthError> {
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        if let Some(known) = self.remembered(token, now) {
+            return Ok(known);
+        }
+        let authenticated = self.verify(token).await?;
+        if let Ok(mut verified) = self.verified.write() {
+            if verified.len() >= VERIFIED_CACHE_LIMIT {
+                verified.retain(|_, known| known.expires_at + LEEWAY_SECONDS as i64 > now);
+                if verified.len() >= VERIFIED_CACHE_LIMIT {
+                    verified.clear();
+                }
+            }
+            verified.insert(token.to_owned(), authenticated.clone());
+        }
+        Ok(authenticated)
+    }
+
+    fn remembered(&self, token: &str, now: i64) -> Option<Authenticated> {
+        let verified = self.verified.read().ok()?;
+        let known = verified.get(token)?;
+        (known.expires_at + LEEWAY_SECONDS as i64 > now).then(|| known.clone())
+    }
+
+    async fn verify(&self, token: &str) -> Result<Authenticated, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|error| match error.kind() {
             ErrorKind::InvalidAlgorithmName => AuthError::Algorithm("an unknown algorithm".into()),
             _ => AuthError::Malformed,

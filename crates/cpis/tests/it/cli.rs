@@ -90,6 +90,29 @@ fn the_demo_serves_synthetic_data_reuses_it_and_stops_cleanly() {
     assert!(status["organisations"].as_u64().unwrap() >= 200, "{status}");
     let output = first.stdout_lines.join("\n");
     assert!(output.contains("999 "), "examples are printed: {output}");
+
+    // cpis token prints a persona's bearer token on its last line.
+    let token = cpis()
+        .args(["token", "--persona", "ed-clinician", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let stdout = String::from_utf8(token.stdout).unwrap();
+    let bearer = stdout.lines().last().unwrap().to_owned();
+    let me = reqwest::blocking_get_json_with_token(&format!("{url}/api/v1/me"), &bearer);
+    assert_eq!(me["principal"]["display_name"], "Dr Amara Okafor", "{me}");
+    let (code, stderr) = fails_to_start(
+        cpis()
+            .args(["token", "--persona", "nobody", "--data-dir"])
+            .arg(&data_dir),
+    );
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("choose one of ed-clinician"), "{stderr}");
     // A second demo on the same directory is refused while the first runs.
     let (code, stderr) = fails_to_start(&mut demo(&free_port_address().to_string()));
     assert_eq!(code, Some(2), "{stderr}");
@@ -118,10 +141,24 @@ fn first_examples_tail(output: &str) -> Vec<String> {
 /// A tiny blocking GET, so the CLI tests need no async runtime of their own.
 mod reqwest {
     pub fn blocking_get_json(url: &str) -> serde_json::Value {
+        get(url, None)
+    }
+
+    pub fn blocking_get_json_with_token(url: &str, token: &str) -> serde_json::Value {
+        get(url, Some(token))
+    }
+
+    fn get(url: &str, token: Option<&str>) -> serde_json::Value {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(async { ::reqwest::get(url).await.unwrap().json().await.unwrap() })
+        runtime.block_on(async {
+            let mut request = ::reqwest::Client::new().get(url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.unwrap().json().await.unwrap()
+        })
     }
 }

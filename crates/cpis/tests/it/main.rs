@@ -6,5 +6,6 @@
 mod access;
 mod cli;
 mod nodes;
+mod provider;
 mod server;
 mod support;

@@ -69,6 +69,16 @@ impl TestServer {
         let identity = development_identity(&url, LaCode::parse(TEST_LA).unwrap())
             .await
             .unwrap();
+        Self::serve(listener, url, store, identity, guard).await
+    }
+
+    async fn serve<S: Store>(
+        listener: tokio::net::TcpListener,
+        url: String,
+        store: S,
+        identity: cpis_core::identity::Identity,
+        guard: Box<dyn Any + Send>,
+    ) -> TestServer {
         let app = Arc::new(Cpis::new(Arc::new(store), Clock::system(), identity));
         app.seed_reference_data().await.unwrap();
         app.store()
@@ -352,4 +362,137 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// An independent OpenID Connect provider (oauth2-mock-server from the npm
+/// registry, in `tests/oidc`), running for one test.
+pub struct Provider {
+    pub issuer: String,
+    /// Its key ids: an RS256 key, then an ES256 key.
+    pub keys: Vec<String>,
+    child: Child,
+}
+
+impl Provider {
+    /// Starts the provider, or returns `None` (after printing why) when Node
+    /// or the provider's package is missing; under `CPIS_REQUIRE_ALL=1` that
+    /// is a failure instead.
+    pub fn start() -> Option<Provider> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc");
+        let node = Command::new("node").arg("--version").output().is_ok();
+        let installed = node && install_provider(&dir);
+        if !(installed && node) {
+            let why = "the independent OpenID provider needs Node.js and npm (tests/oidc is installed with `npm ci`)";
+            if std::env::var("CPIS_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+                panic!("CPIS_REQUIRE_ALL=1 but {why}");
+            }
+            eprintln!("notice: skipping a test against an independent OpenID provider: {why}");
+            return None;
+        }
+        let mut child = Command::new("node")
+            .arg("provider.mjs")
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("the provider did not start: {line:?}"));
+        Some(Provider {
+            issuer: ready["issuer"].as_str().unwrap().to_owned(),
+            keys: ready["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|kid| kid.as_str().unwrap().to_owned())
+                .collect(),
+            child,
+        })
+    }
+
+    async fn control(&self, path: &str, body: serde_json::Value) -> String {
+        reqwest::Client::new()
+            .post(format!("{}/test/{path}", self.issuer))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// A token signed by the provider: `body` is `{claims, kid?, expiresIn?, header?}`.
+    pub async fn mint(&self, body: serde_json::Value) -> String {
+        self.control("mint", body).await
+    }
+
+    /// Adds a key to the provider's published set; returns its id.
+    pub async fn rotate(&self, alg: &str) -> String {
+        self.control("rotate", serde_json::json!({"alg": alg}))
+            .await
+    }
+
+    /// Claims the provider's token endpoint adds to the tokens it issues next.
+    pub async fn next_claims(&self, claims: serde_json::Value) {
+        self.control("next", serde_json::json!({"claims": claims}))
+            .await;
+    }
+}
+
+/// Installs the provider's pinned packages (`npm ci`) once per test run, if
+/// they are not there yet. Returns whether they are installed.
+fn install_provider(dir: &Path) -> bool {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _once = INSTALL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let marker = dir.join("node_modules/oauth2-mock-server/package.json");
+    if marker.exists() {
+        return true;
+    }
+    let installed = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    installed && marker.exists()
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestServer {
+    /// A server on a fresh embedded store whose people sign in with
+    /// `issuer`, mapping CIS2's claims; no development issuer.
+    pub async fn with_provider(issuer: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let listener = cpis::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let identity =
+            cpis_core::identity::Identity::build(cpis_core::identity::IdentitySettings {
+                public_url: url.clone(),
+                audience: "cpis".to_owned(),
+                client_id: "cpis".to_owned(),
+                client_secret: None,
+                provider: Some((issuer.to_owned(), cpis_auth::ClaimMapping::Cis2)),
+                development: false,
+                development_la: LaCode::parse(TEST_LA).unwrap(),
+                key: Arc::new(cpis_auth::SigningKey::generate().unwrap()),
+            })
+            .await
+            .unwrap();
+        Self::serve(listener, url, store, identity, Box::new(dir)).await
+    }
 }
