@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod identity;
 pub mod reference;
+pub mod upload;
 
 use std::sync::Arc;
 
@@ -30,6 +31,10 @@ pub enum CoreError {
     /// An outside service (the identity provider) failed.
     #[error("{0}")]
     Provider(String),
+    /// The request is sound but refused as it stands (a snapshot that would
+    /// withdraw too much); the message says how to proceed.
+    #[error("{0}")]
+    Refused(String),
     /// A fault of ours; logged, shown as a plain 500.
     #[error("internal error: {0}")]
     Internal(String),
@@ -48,8 +53,12 @@ impl Clock {
         Clock(Arc::new(move || at))
     }
 
+    /// Now, to the microsecond: the precision both stores keep, so that an
+    /// instant reads back exactly as it was written.
     pub fn now(&self) -> OffsetDateTime {
-        (self.0)()
+        let now = (self.0)();
+        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+            .unwrap_or(now)
     }
 
     /// Today's date in the UK, which the plan rules use.
@@ -74,11 +83,27 @@ pub struct DemoLoad {
     pub examples: Vec<demo::DemoExample>,
 }
 
+/// Bounds on what one request may ask of the service.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest upload accepted, in bytes.
+    pub upload_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            upload_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
 /// The service: every use case, over one store.
 pub struct Cpis<S> {
     store: Arc<S>,
     clock: Clock,
     identity: identity::Identity,
+    limits: Limits,
 }
 
 impl<S: Store> Cpis<S> {
@@ -87,7 +112,38 @@ impl<S: Store> Cpis<S> {
             store,
             clock,
             identity,
+            limits: Limits::default(),
         }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Changes an LA's name and telephone numbers.
+    pub async fn update_local_authority(
+        &self,
+        la: cpis_domain::LaCode,
+        name: &str,
+        emergency_duty_number: &str,
+        office_hours_number: &str,
+    ) -> Result<LocalAuthority, CoreError> {
+        let updated = LocalAuthority::new(
+            la,
+            name,
+            cpis_domain::PhoneNumber::parse(emergency_duty_number)?,
+            cpis_domain::PhoneNumber::parse(office_hours_number)?,
+        )?;
+        self.store
+            .put_local_authorities(vec![updated.clone()])
+            .await?;
+        tracing::info!(la = %la, "local authority details changed");
+        Ok(updated)
     }
 
     pub fn store(&self) -> &Arc<S> {

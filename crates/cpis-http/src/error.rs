@@ -31,6 +31,12 @@ pub enum HttpError {
         spine_code: &'static str,
         message: String,
     },
+    /// 413: a body over the configured limit (in bytes).
+    #[error("the file is larger than the limit of {} MiB; split it into smaller files, or ask the operator to raise upload_limit_mb", .0 / (1024 * 1024))]
+    TooLarge(usize),
+    /// 415: a body in a format the route does not take.
+    #[error("send the file as text/csv or application/json")]
+    UnsupportedMediaType,
     /// A refusal of the token endpoint, answered in RFC 6749's form.
     #[error(transparent)]
     OAuth(#[from] OAuthError),
@@ -62,6 +68,8 @@ impl HttpError {
             HttpError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HttpError::OAuth(error) if error.error == "invalid_client" => StatusCode::UNAUTHORIZED,
             HttpError::OAuth(error) if error.error == "temporarily_unavailable" => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -73,6 +81,7 @@ impl HttpError {
             HttpError::Core(core) => match core {
                 CoreError::Invalid(_) | CoreError::BadRequest(_) => StatusCode::BAD_REQUEST,
                 CoreError::NotFound(_) => StatusCode::NOT_FOUND,
+                CoreError::Refused(_) => StatusCode::CONFLICT,
                 CoreError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
                 CoreError::Store(StoreError::Conflict(_) | StoreError::SnapshotGuard { .. }) => {
                     StatusCode::CONFLICT
@@ -98,6 +107,8 @@ impl HttpError {
                 Some(("INVALID_REQUEST", display_of("INVALID_REQUEST"))),
             ),
             (_, StatusCode::CONFLICT) => ("conflict", None),
+            (_, StatusCode::PAYLOAD_TOO_LARGE) => ("too-costly", None),
+            (_, StatusCode::UNSUPPORTED_MEDIA_TYPE) => ("not-supported", None),
             (_, StatusCode::SERVICE_UNAVAILABLE) => ("transient", None),
             _ => ("exception", None),
         }

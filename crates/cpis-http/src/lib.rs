@@ -11,6 +11,7 @@
 mod auth;
 mod error;
 mod identity;
+mod la;
 mod request_id;
 
 use std::future::Future;
@@ -20,7 +21,7 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::MethodRouter;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use cpis_core::Cpis;
 use cpis_domain::Permission;
 use cpis_store::Store;
@@ -79,6 +80,8 @@ impl<S: Store> Routes<S> {
         self
     }
 }
+
+const OWN_LA: Access = Access::Permission(Permission::ManageOwnLa);
 
 fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
     use Access::{Public, SignedIn};
@@ -160,11 +163,25 @@ fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
             Access::Permission(Permission::Administer),
             put(identity::register_la_client::<S>),
         )
+        .add(Method::GET, "/la/v1/profile", OWN_LA, get(la::profile::<S>))
+        .add(
+            Method::PUT,
+            "/la/v1/profile",
+            OWN_LA,
+            put(la::update_profile::<S>),
+        )
+        .add(
+            Method::POST,
+            "/la/v1/uploads",
+            OWN_LA,
+            post(la::upload::<S>).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .add(Method::GET, "/la/v1/uploads", OWN_LA, get(la::uploads::<S>))
         .add(
             Method::GET,
-            "/la/v1/profile",
-            Access::Permission(Permission::ManageOwnLa),
-            get(la_profile::<S>),
+            "/la/v1/uploads/{id}",
+            OWN_LA,
+            get(la::upload_of::<S>),
         )
 }
 
@@ -231,20 +248,6 @@ async fn local_authorities<S: Store>(
     State(app): State<AppState<S>>,
 ) -> Result<Response, HttpError> {
     Ok(Json(app.local_authorities().await?).into_response())
-}
-
-/// The caller's own local authority: its name and telephone numbers.
-async fn la_profile<S: Store>(
-    State(app): State<AppState<S>>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Response, HttpError> {
-    let la = cpis_core::identity::own_la(&caller.principal)?;
-    let profile = app.local_authority(la).await?.ok_or_else(|| {
-        HttpError::Core(cpis_core::CoreError::NotFound(format!(
-            "{la} is not registered"
-        )))
-    })?;
-    Ok(Json(profile).into_response())
 }
 
 async fn not_found() -> HttpError {

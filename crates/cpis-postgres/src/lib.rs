@@ -15,7 +15,7 @@ use std::time::Duration;
 use cpis_domain::{AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan};
 use cpis_store::{
     AppliedPlans, LaClient, OutboxClaim, OutboxItem, PlanBatch, PlanPage, Store, StoreCounts,
-    StoreError, StoreResult,
+    StoreError, StoreResult, UploadRecord,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use time::OffsetDateTime;
@@ -578,6 +578,64 @@ impl Store for PgStore {
             .await
             .db()?;
         rows.iter().map(rows::la_client).collect()
+    }
+
+    async fn record_upload(
+        &self,
+        upload: UploadRecord,
+        batch: Option<PlanBatch>,
+    ) -> StoreResult<UploadRecord> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let mut upload = upload;
+        if let Some(batch) = &batch {
+            upload.withdrawn = rows::apply_plans(&tx, batch).await?.withdrawn;
+        }
+        rows::insert_upload(&tx, &upload).await?;
+        tx.commit().await.db()?;
+        Ok(upload)
+    }
+
+    async fn upload(&self, la: LaCode, id: Uuid) -> StoreResult<Option<UploadRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("{} WHERE la_code = $1 AND id = $2", rows::SELECT_UPLOAD),
+                &[&la.as_str(), &id],
+            )
+            .await
+            .db()?;
+        row.map(|row| rows::upload(&row)).transpose()
+    }
+
+    async fn upload_by_key(&self, la: LaCode, key: &str) -> StoreResult<Option<UploadRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "{} WHERE la_code = $1 AND idempotency_key = $2",
+                    rows::SELECT_UPLOAD
+                ),
+                &[&la.as_str(), &key],
+            )
+            .await
+            .db()?;
+        row.map(|row| rows::upload(&row)).transpose()
+    }
+
+    async fn uploads(&self, la: LaCode, limit: usize) -> StoreResult<Vec<UploadRecord>> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT id, la_code, received_at, mode, file_code, accepted, rejected, withdrawn,
+                        idempotency_key, 'null'::jsonb
+                 FROM upload WHERE la_code = $1 ORDER BY received_at DESC, id DESC LIMIT $2",
+                &[&la.as_str(), &limit],
+            )
+            .await
+            .db()?;
+        rows.iter().map(rows::upload).collect()
     }
 
     async fn retry_outbox(

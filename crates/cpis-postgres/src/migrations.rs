@@ -14,6 +14,7 @@ use crate::rows::{DbResult, ignore_concurrent_create};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_identity.sql")),
+    (3, include_str!("../migrations/0003_uploads.sql")),
 ];
 
 pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {

@@ -10,6 +10,7 @@ use cpis_domain::{
 };
 use cpis_store::{
     AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
+    UploadRecord,
 };
 use deadpool_postgres::Transaction;
 use time::{Date, OffsetDateTime};
@@ -383,4 +384,49 @@ pub(crate) fn la_client(row: &Row) -> StoreResult<LaClient> {
         public_key: get(row, 2)?,
         created_at: from_micros(get(row, 3)?)?,
     })
+}
+
+pub(crate) const SELECT_UPLOAD: &str = "SELECT id, la_code, received_at, mode, file_code, accepted,
+        rejected, withdrawn, idempotency_key, records FROM upload";
+
+/// Reads the columns of [`SELECT_UPLOAD`].
+pub(crate) fn upload(row: &Row) -> StoreResult<UploadRecord> {
+    let count =
+        |index| -> StoreResult<u64> { Ok(u64::try_from(get::<i64>(row, index)?).unwrap_or(0)) };
+    Ok(UploadRecord {
+        id: get(row, 0)?,
+        la: LaCode::parse(get(row, 1)?).map_err(corrupt)?,
+        received_at: from_micros(get(row, 2)?)?,
+        mode: get(row, 3)?,
+        file_code: get(row, 4)?,
+        accepted: count(5)?,
+        rejected: count(6)?,
+        withdrawn: count(7)?,
+        idempotency_key: get(row, 8)?,
+        records: get(row, 9)?,
+    })
+}
+
+pub(crate) async fn insert_upload(tx: &Transaction<'_>, upload: &UploadRecord) -> StoreResult<()> {
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    tx.execute(
+        "INSERT INTO upload (id, la_code, received_at, mode, file_code, accepted, rejected,
+             withdrawn, idempotency_key, records)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &upload.id,
+            &upload.la.as_str(),
+            &micros(upload.received_at),
+            &upload.mode,
+            &upload.file_code,
+            &count(upload.accepted),
+            &count(upload.rejected),
+            &count(upload.withdrawn),
+            &upload.idempotency_key,
+            &upload.records,
+        ],
+    )
+    .await
+    .db()?;
+    Ok(())
 }

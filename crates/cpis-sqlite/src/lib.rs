@@ -17,7 +17,7 @@ use cpis_domain::{
 };
 use cpis_store::{
     AppliedPlans, LaClient, OutboxClaim, OutboxItem, PlanBatch, PlanPage, Store, StoreCounts,
-    StoreError, StoreResult,
+    StoreError, StoreResult, UploadRecord,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use time::OffsetDateTime;
@@ -535,6 +535,67 @@ impl Store for SqliteStore {
                 .db()?;
             let rows = select.query_map([], rows::la_client).db()?;
             rows.map(|row| row.db().and_then(|client| client)).collect()
+        })
+    }
+
+    async fn record_upload(
+        &self,
+        upload: UploadRecord,
+        batch: Option<PlanBatch>,
+    ) -> StoreResult<UploadRecord> {
+        write(&self.jobs, move |conn| {
+            let mut upload = upload;
+            if let Some(batch) = &batch {
+                upload.withdrawn = rows::apply_plans(conn, batch)?.withdrawn;
+            }
+            rows::insert_upload(conn, &upload)?;
+            Ok(upload)
+        })
+        .await
+    }
+
+    async fn upload(&self, la: LaCode, id: Uuid) -> StoreResult<Option<UploadRecord>> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "{} WHERE la_code = ?1 AND id = ?2",
+                rows::SELECT_UPLOAD
+            ))
+            .db()?
+            .query_row(params![la.as_str(), id.to_string()], rows::upload)
+            .optional()
+            .db()?
+            .transpose()
+        })
+    }
+
+    async fn upload_by_key(&self, la: LaCode, key: &str) -> StoreResult<Option<UploadRecord>> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "{} WHERE la_code = ?1 AND idempotency_key = ?2",
+                rows::SELECT_UPLOAD
+            ))
+            .db()?
+            .query_row(params![la.as_str(), key], rows::upload)
+            .optional()
+            .db()?
+            .transpose()
+        })
+    }
+
+    async fn uploads(&self, la: LaCode, limit: usize) -> StoreResult<Vec<UploadRecord>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT id, la_code, received_at, mode, file_code, accepted, rejected, withdrawn,
+                            idempotency_key, 'null'
+                     FROM upload WHERE la_code = ?1 ORDER BY received_at DESC, id DESC LIMIT ?2",
+                )
+                .db()?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = select
+                .query_map(params![la.as_str(), limit], rows::upload)
+                .db()?;
+            rows.map(|row| row.db().and_then(|upload| upload)).collect()
         })
     }
 

@@ -13,6 +13,7 @@ use crate::rows::DbResult;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_identity.sql")),
+    (3, include_str!("../migrations/0003_uploads.sql")),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {

@@ -8,6 +8,7 @@ use cpis_domain::{
 };
 use cpis_store::{
     AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
+    UploadRecord,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use time::{Date, OffsetDateTime};
@@ -374,4 +375,59 @@ pub(crate) fn la_client(row: &Row<'_>) -> rusqlite::Result<StoreResult<LaClient>
             created_at: from_micros(created_at)?,
         })
     })())
+}
+
+pub(crate) const SELECT_UPLOAD: &str = "SELECT id, la_code, received_at, mode, file_code, accepted,
+        rejected, withdrawn, idempotency_key, records FROM upload";
+
+/// Reads the columns of [`SELECT_UPLOAD`].
+pub(crate) fn upload(row: &Row<'_>) -> rusqlite::Result<StoreResult<UploadRecord>> {
+    let id: String = row.get(0)?;
+    let la: String = row.get(1)?;
+    let received_at: i64 = row.get(2)?;
+    let counts = |index| {
+        row.get::<_, i64>(index)
+            .map(|n| u64::try_from(n).unwrap_or(0))
+    };
+    let (accepted, rejected, withdrawn) = (counts(5)?, counts(6)?, counts(7)?);
+    let records: String = row.get(9)?;
+    let (mode, file_code, idempotency_key) = (row.get(3)?, row.get(4)?, row.get(8)?);
+    Ok((|| {
+        Ok(UploadRecord {
+            id: Uuid::parse_str(&id).map_err(corrupt)?,
+            la: LaCode::parse(&la).map_err(corrupt)?,
+            received_at: from_micros(received_at)?,
+            mode,
+            file_code,
+            accepted,
+            rejected,
+            withdrawn,
+            idempotency_key,
+            records: serde_json::from_str(&records).map_err(corrupt)?,
+        })
+    })())
+}
+
+pub(crate) fn insert_upload(conn: &Connection, upload: &UploadRecord) -> StoreResult<()> {
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "INSERT INTO upload (id, la_code, received_at, mode, file_code, accepted, rejected,
+             withdrawn, idempotency_key, records)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .db()?
+    .execute(params![
+        upload.id.to_string(),
+        upload.la.as_str(),
+        micros(upload.received_at),
+        upload.mode,
+        upload.file_code,
+        count(upload.accepted),
+        count(upload.rejected),
+        count(upload.withdrawn),
+        upload.idempotency_key,
+        upload.records.to_string(),
+    ])
+    .db()?;
+    Ok(())
 }

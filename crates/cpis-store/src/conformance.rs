@@ -19,7 +19,8 @@ use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::{
-    LaClient, OutboxClaim, OutboxItem, OutboxKind, PlanBatch, PlanPage, Snapshot, Store, StoreError,
+    LaClient, OutboxClaim, OutboxItem, OutboxKind, PlanBatch, PlanPage, Snapshot, Store,
+    StoreError, UploadRecord,
 };
 
 /// A store under test, and whatever must live as long as it (a temporary
@@ -48,6 +49,8 @@ macro_rules! conformance_tests {
             meta_round_trips,
             ephemeral_entries_expire_and_are_taken_once,
             la_clients_round_trip,
+            uploads_keep_their_acknowledgement_with_their_plans,
+            a_refused_upload_leaves_nothing,
         );
     };
     (@each $fixture:path; $($name:ident),* $(,)?) => {
@@ -741,4 +744,126 @@ pub async fn la_clients_round_trip<S: Store>(store: Arc<S>) {
         store.put_la_client(unknown_la).await,
         Err(StoreError::Conflict(_))
     ));
+}
+
+fn upload(la: &str, key: Option<&str>, accepted: u64) -> UploadRecord {
+    UploadRecord {
+        id: Uuid::now_v7(),
+        la: LaCode::parse(la).unwrap(),
+        received_at: AT,
+        mode: "changes".to_owned(),
+        file_code: "CPF03".to_owned(),
+        accepted,
+        rejected: 1,
+        withdrawn: 0,
+        idempotency_key: key.map(str::to_owned),
+        records: serde_json::json!([{"line": 3, "code": "CPR04", "reason": "bad NHS number"}]),
+    }
+}
+
+pub async fn uploads_keep_their_acknowledgement_with_their_plans<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let plans: Vec<Plan> = (0..3)
+        .map(|i| {
+            test_plan(
+                "E09000007",
+                test_nhs_number(800 + i),
+                PlanType::ChildProtection,
+                TODAY,
+            )
+        })
+        .collect();
+    let first = upload("E09000007", Some("key-1"), 3);
+    let kept = store
+        .record_upload(first.clone(), Some(batch("E09000007", plans.clone(), None)))
+        .await
+        .unwrap();
+    assert_eq!(kept, first);
+    assert_eq!(store.counts().await.unwrap().plans, 3);
+    let camden = LaCode::parse("E09000007").unwrap();
+    assert_eq!(
+        store.upload(camden, first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.upload_by_key(camden, "key-1").await.unwrap(),
+        Some(first.clone())
+    );
+    // Another LA sees none of it.
+    let kent = LaCode::parse("E10000016").unwrap();
+    assert_eq!(store.upload(kent, first.id).await.unwrap(), None);
+    assert_eq!(store.upload_by_key(kent, "key-1").await.unwrap(), None);
+    assert!(store.uploads(kent, 10).await.unwrap().is_empty());
+    // The same key again is refused, and changes nothing; another LA may use it.
+    let again = store
+        .record_upload(upload("E09000007", Some("key-1"), 0), None)
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    store
+        .record_upload(upload("E10000016", Some("key-1"), 0), None)
+        .await
+        .unwrap();
+    // A snapshot's withdrawals are counted in what is kept.
+    let mut snapshot = upload("E09000007", None, 2);
+    snapshot.mode = "snapshot".to_owned();
+    let kept = store
+        .record_upload(
+            snapshot.clone(),
+            Some(batch(
+                "E09000007",
+                plans[..2].to_vec(),
+                Some(Snapshot {
+                    withdraw_on: TODAY,
+                    max_withdraw_percent: None,
+                }),
+            )),
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.withdrawn, 1);
+    let listed = store.uploads(camden, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, snapshot.id, "newest first");
+    assert_eq!(listed[0].withdrawn, 1);
+    assert_eq!(listed[0].records, serde_json::Value::Null, "summaries only");
+    assert_eq!(store.uploads(camden, 1).await.unwrap().len(), 1);
+}
+
+pub async fn a_refused_upload_leaves_nothing<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let plans: Vec<Plan> = (0..10)
+        .map(|i| {
+            test_plan(
+                "E09000007",
+                test_nhs_number(900 + i),
+                PlanType::LookedAfter,
+                TODAY,
+            )
+        })
+        .collect();
+    store
+        .apply_plans(batch("E09000007", plans.clone(), None))
+        .await
+        .unwrap();
+    let guarded = Snapshot {
+        withdraw_on: TODAY,
+        max_withdraw_percent: Some(10),
+    };
+    let refused = store
+        .record_upload(
+            upload("E09000007", Some("snap"), 5),
+            Some(batch("E09000007", plans[..5].to_vec(), Some(guarded))),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::SnapshotGuard { .. })),
+        "{refused:?}"
+    );
+    let camden = LaCode::parse("E09000007").unwrap();
+    assert!(store.uploads(camden, 10).await.unwrap().is_empty());
+    assert_eq!(store.upload_by_key(camden, "snap").await.unwrap(), None);
+    for plan in &plans {
+        let found = store.plans_for_nhs_number(plan.nhs_number()).await.unwrap();
+        assert_eq!(found[0].0.delete_date(), None);
+    }
 }

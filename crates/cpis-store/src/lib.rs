@@ -157,6 +157,26 @@ pub struct LaClient {
     pub created_at: OffsetDateTime,
 }
 
+/// An upload from a local authority and its acknowledgement, as kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub id: Uuid,
+    pub la: LaCode,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// `changes` or `snapshot`.
+    pub mode: String,
+    /// `CPF01` to `CPF04`.
+    pub file_code: String,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Plans a snapshot withdrew; filled in by the store when it applies the batch.
+    pub withdrawn: u64,
+    pub idempotency_key: Option<String>,
+    /// The per-record outcomes, as the acknowledgement lists them.
+    pub records: serde_json::Value,
+}
+
 /// Everything the use cases need from storage.
 ///
 /// Every method is one transaction: it is applied whole or not at all. A
@@ -291,6 +311,40 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Option<LaClient>>> + Send;
     /// All registered LA systems, by client id.
     fn la_clients(&self) -> impl Future<Output = StoreResult<Vec<LaClient>>> + Send;
+
+    /// Applies an upload's accepted plans (if any) and keeps its
+    /// acknowledgement, in one transaction: after a crash, either both are
+    /// there or neither. Returns the upload as kept, `withdrawn` filled in.
+    /// Refuses with [`StoreError::Conflict`] when the LA already has an
+    /// upload with the same idempotency key, and with
+    /// [`StoreError::SnapshotGuard`] when a snapshot would withdraw too much.
+    fn record_upload(
+        &self,
+        upload: UploadRecord,
+        batch: Option<PlanBatch>,
+    ) -> impl Future<Output = StoreResult<UploadRecord>> + Send;
+
+    /// One of an LA's uploads; another LA's is `None`.
+    fn upload(
+        &self,
+        la: LaCode,
+        id: Uuid,
+    ) -> impl Future<Output = StoreResult<Option<UploadRecord>>> + Send;
+
+    /// The LA's upload with this idempotency key, if any.
+    fn upload_by_key(
+        &self,
+        la: LaCode,
+        key: &str,
+    ) -> impl Future<Output = StoreResult<Option<UploadRecord>>> + Send;
+
+    /// The LA's most recent uploads, newest first, without their per-record
+    /// outcomes (`records` is null).
+    fn uploads(
+        &self,
+        la: LaCode,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<UploadRecord>>> + Send;
 
     /// Gives up `node`'s claim on an item after a failed attempt, counting
     /// the attempt and making it due again at `retry_at`.

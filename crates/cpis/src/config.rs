@@ -17,6 +17,7 @@
 //! | `development`  | `CPIS_DEVELOPMENT` | `false`            | the built-in development issuer with demo personas; loopback only |
 //! | `development_la` | `CPIS_DEVELOPMENT_LA` | `E06000001`   | the LA of the social-worker and la-system personas |
 //! | `signing_key_file` | `CPIS_SIGNING_KEY_FILE` | `<data_dir>/signing-key.pem` | the service's ES256 key, made on first start; share it between nodes |
+//! | `upload_limit_mb` | `CPIS_UPLOAD_LIMIT_MB` | `512`          | the largest LA upload accepted, in MiB (a larger one gets 413) |
 //!
 //! `CPIS_CONFIG` names the file when `--config` is not given. Either
 //! `oidc_issuer` or `development` must be set: without one, nobody could
@@ -98,6 +99,7 @@ pub struct Config {
     pub development: bool,
     pub development_la: LaCode,
     pub signing_key_file: Option<PathBuf>,
+    pub upload_limit_mb: usize,
 }
 
 impl Config {
@@ -149,6 +151,7 @@ struct FileConfig {
     development: Option<bool>,
     development_la: Option<String>,
     signing_key_file: Option<PathBuf>,
+    upload_limit_mb: Option<usize>,
 }
 
 /// What the command line sets; it wins over everything else.
@@ -180,6 +183,10 @@ const KNOWN_VARIABLES: &[&str] = &[
     "CPIS_DEVELOPMENT",
     "CPIS_DEVELOPMENT_LA",
     "CPIS_SIGNING_KEY_FILE",
+    "CPIS_UPLOAD_LIMIT_MB",
+    "CPIS_UPLOAD_TOKEN",
+    "CPIS_UPLOAD_CLIENT_ID",
+    "CPIS_UPLOAD_KEY_FILE",
     "CPIS_TEST_DATABASE_URL",
     "CPIS_REQUIRE_ALL",
 ];
@@ -263,6 +270,9 @@ impl Config {
         if let Some(path) = file.signing_key_file {
             config.signing_key_file = Some(path);
         }
+        if let Some(limit) = file.upload_limit_mb {
+            config.upload_limit_mb = check_limit(limit, &from_file("upload_limit_mb"))?;
+        }
 
         if let Some(listen) = env.get("CPIS_LISTEN") {
             config.listen = parse_listen(listen, "CPIS_LISTEN")?;
@@ -307,6 +317,14 @@ impl Config {
         if let Some(path) = env.get("CPIS_SIGNING_KEY_FILE") {
             config.signing_key_file = Some(PathBuf::from(path));
         }
+        if let Some(limit) = env.get("CPIS_UPLOAD_LIMIT_MB") {
+            let parsed = limit.trim().parse().map_err(|_| {
+                ConfigError(format!(
+                    "CPIS_UPLOAD_LIMIT_MB is {limit:?}; use a whole number of MiB such as 512"
+                ))
+            })?;
+            config.upload_limit_mb = check_limit(parsed, "CPIS_UPLOAD_LIMIT_MB")?;
+        }
 
         if let Some(listen) = &overrides.listen {
             config.listen = parse_listen(listen, "--listen")?;
@@ -342,6 +360,7 @@ impl Config {
             development: false,
             development_la: LaCode::parse("E06000001").unwrap_or_else(|_| unreachable_la()),
             signing_key_file: None,
+            upload_limit_mb: 512,
         }
     }
 }
@@ -431,6 +450,16 @@ fn parse_claims(
         other => Err(ConfigError(format!(
             "{source} is {other:?}; use \"cis2\", or \"claims\" with an [oidc_claim_names] table"
         ))),
+    }
+}
+
+fn check_limit(limit: usize, source: &str) -> Result<usize, ConfigError> {
+    if (1..=16 * 1024).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ConfigError(format!(
+            "{source} is {limit}; use 1 to 16384 MiB"
+        )))
     }
 }
 

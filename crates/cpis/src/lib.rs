@@ -3,6 +3,7 @@
 //! command line and reports errors.
 
 pub mod config;
+pub mod upload_client;
 
 use std::fs::File;
 use std::future::Future;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use cpis_auth::SigningKey;
 use cpis_core::identity::{Identity, IdentitySettings};
-use cpis_core::{Clock, Cpis};
+use cpis_core::{Clock, Cpis, Limits};
 use cpis_postgres::{PgStore, PoolSettings};
 use cpis_sqlite::SqliteStore;
 use cpis_store::Store;
@@ -159,6 +160,13 @@ pub async fn build_identity(
     Ok(identity)
 }
 
+/// The request limits the configuration sets.
+pub fn limits(config: &Config) -> Limits {
+    Limits {
+        upload_bytes: config.upload_limit_mb.saturating_mul(1024 * 1024),
+    }
+}
+
 /// The URL clients reach this server at.
 pub fn public_url(config: &Config, listener: &TcpListener) -> Result<String, StartError> {
     match &config.public_url {
@@ -301,12 +309,14 @@ pub async fn with_store<W: WithStore>(config: &Config, work: W) -> Result<W::Out
 pub struct Serve {
     pub listener: TcpListener,
     pub identity: Identity,
+    pub limits: Limits,
 }
 
 impl WithStore for Serve {
     type Output = ();
     async fn run<S: Store>(self, store: Arc<S>) -> Result<(), StartError> {
-        let app = Arc::new(Cpis::new(store, Clock::system(), self.identity));
+        let app =
+            Arc::new(Cpis::new(store, Clock::system(), self.identity).with_limits(self.limits));
         app.seed_reference_data()
             .await
             .map_err(|error| StartError(format!("cannot load reference data: {error}")))?;

@@ -55,6 +55,40 @@ enum Command {
         #[arg(long, default_value = "E06000001")]
         la: String,
     },
+    /// Send an LA's file of plans (CSV or JSON) and report its acknowledgement.
+    ///
+    /// Exit codes: 0 all accepted, 3 some or all rejected, 4 the file refused, 1 other failure.
+    Upload {
+        /// The file: .json for JSON, anything else is CSV.
+        file: PathBuf,
+        /// The cpis server, e.g. https://cpis.example.nhs.uk
+        #[arg(long)]
+        server: String,
+        /// The LA the file is from; the credentials must be this LA's.
+        #[arg(long)]
+        la: String,
+        /// changes (inserts and updates) or snapshot (all current plans; the rest are withdrawn).
+        #[arg(long, default_value = "changes")]
+        mode: String,
+        /// Let a snapshot withdraw more than 10% of the LA's plans.
+        #[arg(long)]
+        force: bool,
+        /// Write the acknowledgement as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Makes a retried upload return the first acknowledgement.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// A bearer token.
+        #[arg(long, env = "CPIS_UPLOAD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The LA system's client id (with --key).
+        #[arg(long, env = "CPIS_UPLOAD_CLIENT_ID")]
+        client_id: Option<String>,
+        /// The LA system's private key (PKCS#8 PEM), to sign its client assertion.
+        #[arg(long = "key", env = "CPIS_UPLOAD_KEY_FILE")]
+        key_file: Option<PathBuf>,
+    },
     /// Print a bearer token for a development persona (the token is the last line).
     Token {
         /// The data directory of the running demo or development server.
@@ -72,6 +106,33 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Upload {
+        file,
+        server,
+        la,
+        mode,
+        force,
+        out,
+        idempotency_key,
+        token,
+        client_id,
+        key_file,
+    } = cli.command
+    {
+        let args = cpis::upload_client::UploadArgs {
+            file,
+            server,
+            la,
+            mode,
+            force,
+            out,
+            idempotency_key,
+            token,
+            client_id,
+            key_file,
+        };
+        return upload(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -110,7 +171,16 @@ async fn run(command: Command) -> Result<(), StartError> {
             let _lock = cpis::prepare_storage(&config)?;
             let listener = cpis::bind(config.listen).await?;
             let identity = identity(&config, &listener).await?;
-            cpis::with_store(&config, cpis::Serve { listener, identity }).await
+            let limits = cpis::limits(&config);
+            cpis::with_store(
+                &config,
+                cpis::Serve {
+                    listener,
+                    identity,
+                    limits,
+                },
+            )
+            .await
         }
         Command::Demo {
             listen,
@@ -133,16 +203,38 @@ async fn run(command: Command) -> Result<(), StartError> {
             let demo = Demo {
                 listener,
                 identity,
+                limits: cpis::limits(&config),
                 seed,
                 data_dir: config.data_dir.clone(),
             };
             cpis::with_store(&config, demo).await
         }
+        Command::Upload { .. } => Ok(()),
         Command::Token {
             data_dir,
             persona,
             la,
         } => token(&data_dir, &persona, la.as_deref()),
+    }
+}
+
+fn upload(args: cpis::upload_client::UploadArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cpis::upload_client::run(args)) {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.exit as u8)
+        }
     }
 }
 
@@ -213,6 +305,7 @@ fn token(data_dir: &Path, persona: &str, la: Option<&str>) -> Result<(), StartEr
 struct Demo {
     listener: TcpListener,
     identity: Identity,
+    limits: cpis_core::Limits,
     seed: u64,
     data_dir: PathBuf,
 }
@@ -220,7 +313,8 @@ struct Demo {
 impl WithStore for Demo {
     type Output = ();
     async fn run<S: Store>(self, store: Arc<S>) -> Result<(), StartError> {
-        let app = Arc::new(Cpis::new(store, Clock::system(), self.identity));
+        let app =
+            Arc::new(Cpis::new(store, Clock::system(), self.identity).with_limits(self.limits));
         let started = Instant::now();
         let loaded = app
             .load_demo(self.seed)

@@ -70,20 +70,33 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
         ("GET", "/api/v1/me") => signed_in(S::OK),
         ("GET", "/admin/v1/la-clients") => only(&["admin"], S::OK),
         ("PUT", "/admin/v1/la-clients/{client_id}") => only(&["admin"], S::OK),
-        ("GET", "/la/v1/profile") => only(&["social-worker", "la-system"], S::OK),
+        ("GET" | "PUT", "/la/v1/profile") => only(&["social-worker", "la-system"], S::OK),
+        ("POST", "/la/v1/uploads") => only(&["social-worker", "la-system"], S::OK),
+        ("GET", "/la/v1/uploads") => only(&["social-worker", "la-system"], S::OK),
+        ("GET", "/la/v1/uploads/{id}") => only(&["social-worker", "la-system"], S::NOT_FOUND),
         _ => return None,
     })
 }
 
 /// A request that exercises the route: parameters filled, a valid body where one is needed.
 fn request(client: &Client, server: &TestServer, method: &Method, path: &str) -> RequestBuilder {
-    let concrete = path.replace("{client_id}", "matrix-client");
+    let concrete = path
+        .replace("{client_id}", "matrix-client")
+        .replace("{id}", &uuid::Uuid::now_v7().to_string());
     let builder = client.request(method.clone(), server.url(&concrete));
     match (method.as_str(), path) {
         ("PUT", "/admin/v1/la-clients/{client_id}") => {
             let key = SigningKey::generate().unwrap();
             builder.json(&json!({"la": TEST_LA, "public_key": key.public_jwk()}))
         }
+        ("PUT", "/la/v1/profile") => builder.json(&json!({
+            "name": "Matrix Borough",
+            "emergency_duty_number": "01632 960999",
+            "office_hours_number": "01632 960998",
+        })),
+        ("POST", "/la/v1/uploads") => builder
+            .header("content-type", "text/csv")
+            .body("nhs_number,plan_type,start_date\n9434765919,CPP,2026-01-05\n"),
         ("POST", _) => builder
             .header("content-type", "application/x-www-form-urlencoded")
             .body(""),

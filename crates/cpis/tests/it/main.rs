@@ -9,3 +9,4 @@ mod nodes;
 mod provider;
 mod server;
 mod support;
+mod uploads;

@@ -32,6 +32,9 @@ type Signer = Box<dyn Fn(&serde_json::Value) -> String + Send + Sync>;
 pub const TEST_LA: &str = "E09000007";
 pub const OTHER_LA: &str = "E08000025";
 
+/// The upload limit of test servers, small enough to test the 413.
+pub const UPLOAD_LIMIT: usize = 4 * 1024 * 1024;
+
 /// A server started in this process on a fresh store holding the reference
 /// data and the synthetic care settings, with the development issuer on.
 pub struct TestServer {
@@ -79,7 +82,11 @@ impl TestServer {
         identity: cpis_core::identity::Identity,
         guard: Box<dyn Any + Send>,
     ) -> TestServer {
-        let app = Arc::new(Cpis::new(Arc::new(store), Clock::system(), identity));
+        let app = Arc::new(
+            Cpis::new(Arc::new(store), Clock::system(), identity).with_limits(cpis_core::Limits {
+                upload_bytes: UPLOAD_LIMIT,
+            }),
+        );
         app.seed_reference_data().await.unwrap();
         app.store()
             .put_organisations(cpis_core::reference::synthetic_organisations().unwrap())
