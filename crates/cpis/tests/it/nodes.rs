@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cpis_auth::SigningKey;
-use cpis_domain::{LaCode, PlanType};
+use cpis_domain::LaCode;
 use cpis_postgres::testing::TestSchema;
 use cpis_postgres::{PgStore, PoolSettings};
-use cpis_store::conformance::{test_access, test_nhs_number, test_plan};
-use cpis_store::{OutboxClaim, OutboxItem, OutboxKind, PlanBatch, Store};
+use cpis_store::conformance::{test_access, test_nhs_number};
+use cpis_store::{OutboxClaim, OutboxItem, OutboxKind, Store};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -196,29 +196,46 @@ async fn two_nodes_on_one_database_behave_as_one_service() {
         .unwrap();
     assert_eq!(jwks_a, jwks_b, "both nodes publish the same key");
 
-    // What is written through one connection pool is served by both nodes at once.
-    let writer = schema.store().await;
-    let camden = LaCode::parse("E09000007").unwrap();
-    let plan = test_plan(
-        "E09000007",
-        test_nhs_number(9),
-        PlanType::ChildProtection,
-        time::macros::date!(2026 - 01 - 05),
-    );
-    writer
-        .apply_plans(PlanBatch {
-            la: camden,
-            batch_id: Uuid::now_v7(),
-            plans: vec![plan],
-            snapshot: None,
-            at: OffsetDateTime::now_utc(),
-        })
+    // An LA system uploads through node A; node B serves the result at once,
+    // and honours the same token.
+    let key = SigningKey::from_pem(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let token = key
+        .sign(&serde_json::json!({
+            "iss": a, "aud": "cpis", "sub": "camden-system", "name": "Camden system",
+            "cpis_kind": "la_system", "cpis_la": "E09000007", "iat": now, "exp": now + 600,
+        }))
+        .unwrap();
+    let client = reqwest::Client::new();
+    let ack: Value = client
+        .post(format!("{a}/la/v1/uploads"))
+        .bearer_auth(&token)
+        .header("content-type", "text/csv")
+        .body("nhs_number,plan_type,start_date\n9434765919,CPP,2026-01-05\n")
+        .send()
+        .await
+        .unwrap()
+        .json()
         .await
         .unwrap();
+    assert_eq!(ack["file_code"], "CPF02", "{ack}");
+    let id = ack["id"].as_str().unwrap();
+    let from_b: Value = client
+        .get(format!("{b}/la/v1/uploads/{id}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(from_b, ack, "node B serves what node A wrote");
     for node in [&a, &b] {
         let (_, status) = get_json(&format!("{node}/api/v1/status")).await;
         assert_eq!(status["plans"], 1, "{node}: {status}");
     }
+    let writer = schema.store().await;
+    let camden = LaCode::parse("E09000007").unwrap();
 
     // Background work: two nodes claiming the same outbox at once never take
     // the same item, and between them take every item.
