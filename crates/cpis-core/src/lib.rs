@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod identity;
+pub mod query;
 pub mod reference;
 pub mod upload;
 
@@ -35,6 +36,12 @@ pub enum CoreError {
     /// withdraw too much); the message says how to proceed.
     #[error("{0}")]
     Refused(String),
+    /// The principal may not do this; the message says why.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The service cannot do this safely now (fail closed); try again.
+    #[error("{0}")]
+    Unavailable(String),
     /// A fault of ours; logged, shown as a plain 500.
     #[error("internal error: {0}")]
     Internal(String),

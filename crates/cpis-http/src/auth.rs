@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cpis_core::Cpis;
-use cpis_domain::Principal;
+use cpis_domain::{Permission, Principal};
 use cpis_store::Store;
 
 use crate::Access;
@@ -54,11 +54,21 @@ async fn check<S: Store>(
         return Ok(request);
     }
     let (caller, mut request) = authenticate(app, request).await?;
-    if let Access::Permission(permission) = access {
-        Cpis::<S>::authorize(&caller.principal, permission).map_err(|error| {
-            tracing::info!(user = %caller.principal.user_id, ?permission, "refused: no permission");
-            HttpError::from(error)
-        })?;
+    let required: &[Permission] = match &access {
+        Access::Permission(permission) => std::slice::from_ref(permission),
+        Access::AnyOf(permissions) => permissions,
+        Access::Public | Access::SignedIn => &[],
+    };
+    if let Some(first) = required.first()
+        && !required
+            .iter()
+            .any(|permission| caller.principal.may(*permission))
+    {
+        tracing::info!(user = %caller.principal.user_id, ?required, "refused: no permission");
+        return Err(HttpError::Forbidden(format!(
+            "your role does not allow you to {}",
+            first.describe()
+        )));
     }
     request.extensions_mut().insert(caller);
     Ok(request)

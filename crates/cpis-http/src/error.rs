@@ -82,6 +82,8 @@ impl HttpError {
                 CoreError::Invalid(_) | CoreError::BadRequest(_) => StatusCode::BAD_REQUEST,
                 CoreError::NotFound(_) => StatusCode::NOT_FOUND,
                 CoreError::Refused(_) => StatusCode::CONFLICT,
+                CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
+                CoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 CoreError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
                 CoreError::Store(StoreError::Conflict(_) | StoreError::SnapshotGuard { .. }) => {
                     StatusCode::CONFLICT
@@ -171,9 +173,11 @@ impl IntoResponse for HttpError {
         let diagnostics = if status.is_server_error() {
             tracing::error!(error = %self, cause = ?self, "request failed");
             match status {
-                StatusCode::SERVICE_UNAVAILABLE => {
-                    "the service cannot reach its database just now; try again shortly".to_owned()
-                }
+                StatusCode::SERVICE_UNAVAILABLE => match &self {
+                    HttpError::Core(CoreError::Unavailable(why)) => why.clone(),
+                    _ => "the service cannot reach its database just now; try again shortly"
+                        .to_owned(),
+                },
                 StatusCode::BAD_GATEWAY => {
                     "the identity provider did not answer as expected; try again shortly".to_owned()
                 }

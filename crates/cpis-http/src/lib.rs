@@ -10,6 +10,7 @@
 
 mod auth;
 mod error;
+mod fhir;
 mod identity;
 mod la;
 mod request_id;
@@ -40,7 +41,12 @@ pub enum Access {
     SignedIn,
     /// A principal holding this permission.
     Permission(Permission),
+    /// A principal holding any of these permissions.
+    AnyOf(&'static [Permission]),
 }
+
+/// Either way of seeing the flag: unscheduled (B0107) or silently (B0170).
+const VIEW_FLAG: Access = Access::AnyOf(&[Permission::ViewFlag, Permission::ViewFlagSilently]);
 
 /// One route and who may call it.
 #[derive(Debug, Clone)]
@@ -162,6 +168,24 @@ fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
             "/admin/v1/la-clients/{client_id}",
             Access::Permission(Permission::Administer),
             put(identity::register_la_client::<S>),
+        )
+        .add(
+            Method::GET,
+            "/fhir/R4/metadata",
+            Public,
+            get(fhir::metadata::<S>),
+        )
+        .add(
+            Method::GET,
+            "/fhir/R4/CareTeam",
+            VIEW_FLAG,
+            get(fhir::care_team::<S>),
+        )
+        .add(
+            Method::GET,
+            "/fhir/R4/AuditEvent",
+            VIEW_FLAG,
+            get(fhir::audit_event::<S>),
         )
         .add(Method::GET, "/la/v1/profile", OWN_LA, get(la::profile::<S>))
         .add(

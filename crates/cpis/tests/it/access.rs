@@ -70,6 +70,10 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
         ("GET", "/api/v1/me") => signed_in(S::OK),
         ("GET", "/admin/v1/la-clients") => only(&["admin"], S::OK),
         ("PUT", "/admin/v1/la-clients/{client_id}") => only(&["admin"], S::OK),
+        ("GET", "/fhir/R4/metadata") => S::OK,
+        ("GET", "/fhir/R4/CareTeam" | "/fhir/R4/AuditEvent") => {
+            only(&["ed-clinician", "gp-clinician"], S::OK)
+        }
         ("GET" | "PUT", "/la/v1/profile") => only(&["social-worker", "la-system"], S::OK),
         ("POST", "/la/v1/uploads") => only(&["social-worker", "la-system"], S::OK),
         ("GET", "/la/v1/uploads") => only(&["social-worker", "la-system"], S::OK),
@@ -83,6 +87,13 @@ fn request(client: &Client, server: &TestServer, method: &Method, path: &str) ->
     let concrete = path
         .replace("{client_id}", "matrix-client")
         .replace("{id}", &uuid::Uuid::now_v7().to_string());
+    let concrete = if concrete.starts_with("/fhir/R4/CareTeam")
+        || concrete.starts_with("/fhir/R4/AuditEvent")
+    {
+        format!("{concrete}?patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C9434765919")
+    } else {
+        concrete
+    };
     let builder = client.request(method.clone(), server.url(&concrete));
     match (method.as_str(), path) {
         ("PUT", "/admin/v1/la-clients/{client_id}") => {

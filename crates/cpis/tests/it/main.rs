@@ -5,6 +5,7 @@
 
 mod access;
 mod cli;
+mod fhir;
 mod nodes;
 mod provider;
 mod server;

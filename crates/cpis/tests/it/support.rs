@@ -18,6 +18,37 @@ use cpis_sqlite::SqliteStore;
 use cpis_store::Store;
 use tokio::sync::oneshot;
 
+/// Raw access to a test server's database, for tests that must break it.
+#[derive(Debug, Clone)]
+pub enum BackendHandle {
+    Sqlite(std::path::PathBuf),
+    Postgres { url: String, schema: String },
+    Unknown,
+}
+
+impl BackendHandle {
+    /// Runs SQL straight on the database, under the service.
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            BackendHandle::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+            BackendHandle::Postgres { url, schema } => {
+                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("SET search_path TO {schema}; {sql}"))
+                    .await
+                    .unwrap();
+            }
+            BackendHandle::Unknown => panic!("this test server's database is not reachable"),
+        }
+    }
+}
+
 /// Which store a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -39,6 +70,8 @@ pub const UPLOAD_LIMIT: usize = 4 * 1024 * 1024;
 /// data and the synthetic care settings, with the development issuer on.
 pub struct TestServer {
     pub url: String,
+    /// Where the store's data is, for tests that reach under the service.
+    pub backend: BackendHandle,
     /// The server's own issuer URL and audience.
     pub issuer: String,
     pub endpoints: Vec<cpis_http::Endpoint>,
@@ -55,12 +88,21 @@ impl TestServer {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let store = SqliteStore::open(dir.path()).unwrap();
-                Some(Self::with_store(store, Box::new(dir)).await)
+                let handle = BackendHandle::Sqlite(store.path().to_owned());
+                let mut server = Self::with_store(store, Box::new(dir)).await;
+                server.backend = handle;
+                Some(server)
             }
             Backend::Postgres => {
                 let schema = TestSchema::new("the cpis integration tests")?;
                 let store = schema.store().await;
-                Some(Self::with_store(store, Box::new(schema)).await)
+                let handle = BackendHandle::Postgres {
+                    url: schema.url.clone(),
+                    schema: schema.name.clone(),
+                };
+                let mut server = Self::with_store(store, Box::new(schema)).await;
+                server.backend = handle;
+                Some(server)
             }
         }
     }
@@ -105,6 +147,7 @@ impl TestServer {
         });
         TestServer {
             issuer: url.clone(),
+            backend: BackendHandle::Unknown,
             url,
             endpoints,
             sign,
@@ -372,7 +415,7 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 }
 
 /// An independent OpenID Connect provider (oauth2-mock-server from the npm
-/// registry, in `tests/oidc`), running for one test.
+/// registry, in `tests/node`), running for one test.
 pub struct Provider {
     pub issuer: String,
     /// Its key ids: an RS256 key, then an ES256 key.
@@ -385,11 +428,11 @@ impl Provider {
     /// or the provider's package is missing; under `CPIS_REQUIRE_ALL=1` that
     /// is a failure instead.
     pub fn start() -> Option<Provider> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
         let node = Command::new("node").arg("--version").output().is_ok();
-        let installed = node && install_provider(&dir);
+        let installed = node && install_node_tools(&dir);
         if !(installed && node) {
-            let why = "the independent OpenID provider needs Node.js and npm (tests/oidc is installed with `npm ci`)";
+            let why = "the independent OpenID provider needs Node.js and npm (tests/node is installed with `npm ci`)";
             if std::env::var("CPIS_REQUIRE_ALL").is_ok_and(|v| v == "1") {
                 panic!("CPIS_REQUIRE_ALL=1 but {why}");
             }
@@ -452,15 +495,19 @@ impl Provider {
     }
 }
 
-/// Installs the provider's pinned packages (`npm ci`) once per test run, if
-/// they are not there yet. Returns whether they are installed.
-fn install_provider(dir: &Path) -> bool {
+/// Installs the pinned test tools of `tests/node` (`npm ci`) once per test
+/// run, if they are not there yet. Returns whether they are installed.
+fn install_node_tools(dir: &Path) -> bool {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _once = INSTALL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let marker = dir.join("node_modules/oauth2-mock-server/package.json");
-    if marker.exists() {
+    let marker = dir.join("node_modules/fhir/package.json");
+    if marker.exists()
+        && dir
+            .join("node_modules/oauth2-mock-server/package.json")
+            .exists()
+    {
         return true;
     }
     let installed = Command::new("npm")
@@ -502,4 +549,41 @@ impl TestServer {
             .unwrap();
         Self::serve(listener, url, store, identity, Box::new(dir)).await
     }
+}
+
+/// The `fhir` package (npm, an independent FHIR R4 implementation), to
+/// validate what the server answers. `None`, after printing why, when Node.js
+/// is missing (a failure under `CPIS_REQUIRE_ALL=1`).
+pub fn validate_fhir(documents: &[serde_json::Value]) -> Option<Vec<serde_json::Value>> {
+    use std::io::Write;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
+    let node = Command::new("node").arg("--version").output().is_ok();
+    if !(node && install_node_tools(&dir)) {
+        let why = "validating FHIR needs Node.js and npm (tests/node is installed with `npm ci`)";
+        if std::env::var("CPIS_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+            panic!("CPIS_REQUIRE_ALL=1 but {why}");
+        }
+        eprintln!("notice: skipping FHIR validation: {why}");
+        return None;
+    }
+    let mut child = Command::new("node")
+        .arg("validate-fhir.mjs")
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node starts");
+    let mut stdin = child.stdin.take().unwrap();
+    for document in documents {
+        writeln!(stdin, "{document}").unwrap();
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    Some(
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect(),
+    )
 }

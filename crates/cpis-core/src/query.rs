@@ -1,0 +1,180 @@
+//! The clinician's query: which visible plans an NHS number has, and who
+//! has looked at the child, recorded before it is answered.
+//!
+//! The access record and the owning LAs' notifications are committed in
+//! one transaction before any plan leaves the server; if they cannot be
+//! written, the answer is "unavailable" and shows nothing (fail closed).
+
+use std::collections::BTreeSet;
+
+use cpis_domain::{
+    AccessRecord, LocalAuthority, NhsNumber, OrganisationRef, Permission, Plan, Principal,
+    access_history,
+};
+use cpis_store::{OutboxItem, OutboxKind, Store};
+use serde_json::json;
+use time::Date;
+use uuid::Uuid;
+
+use crate::{CoreError, Cpis};
+
+/// How many recent unscheduled accesses are read to build the history: more
+/// than the 25 listed, since a person's repeats within 24 hours are folded.
+const HISTORY_WINDOW: usize = 250;
+
+/// What a clinician's query found.
+#[derive(Debug, Clone)]
+pub struct FlagAnswer {
+    /// The visible plans, each with its LA.
+    pub plans: Vec<(Plan, LocalAuthority)>,
+    /// The UK date the visibility rule was applied on.
+    pub today: Date,
+    /// The access record written before this answer.
+    pub access_id: Uuid,
+    pub unscheduled: bool,
+}
+
+impl<S: Store> Cpis<S> {
+    /// Looks up the flag for `nhs_number`. `marked_scheduled` is the caller
+    /// saying the look is scheduled care (`IsUnscheduledAccessEvent: false`);
+    /// a principal who may only view silently is scheduled whatever it says.
+    pub async fn look_up_flag(
+        &self,
+        principal: &Principal,
+        nhs_number: NhsNumber,
+        marked_scheduled: bool,
+        request_id: &str,
+    ) -> Result<FlagAnswer, CoreError> {
+        let unscheduled = principal.may(Permission::ViewFlag) && !marked_scheduled;
+        let today = self.clock.today();
+        let plans: Vec<(Plan, LocalAuthority)> = self
+            .store
+            .plans_for_nhs_number(nhs_number)
+            .await?
+            .into_iter()
+            .filter(|(plan, _)| plan.is_visible(today))
+            .collect();
+        let record = self
+            .access_record(principal, nhs_number, unscheduled, request_id)
+            .await?;
+        let record = AccessRecord {
+            returned: plans.iter().map(|(plan, _)| *plan.key()).collect(),
+            ..record
+        };
+        let outbox = if unscheduled {
+            let owners: BTreeSet<_> = plans.iter().map(|(plan, _)| plan.la()).collect();
+            owners
+                .into_iter()
+                .map(|la| {
+                    let id = Uuid::now_v7();
+                    OutboxItem {
+                        id,
+                        la,
+                        kind: OutboxKind::Access,
+                        payload: json!({
+                            "id": id,
+                            "kind": "access",
+                            "nhs_number": nhs_number.digits(),
+                            "accessed_at": record.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                            "user_name": record.user_name,
+                            "role": record.role_name,
+                            "organisation_code": record.organisation_code,
+                            "organisation_name": record.organisation_name,
+                            "setting_type": record.setting_type,
+                        }),
+                        created_at: record.at,
+                        attempts: 0,
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let access_id = record.id;
+        self.store
+            .record_access(record, outbox)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "an access could not be recorded; nothing was shown");
+                CoreError::Unavailable(
+                    "the look could not be recorded, so nothing is shown; try again shortly".into(),
+                )
+            })?;
+        Ok(FlagAnswer {
+            plans,
+            today,
+            access_id,
+            unscheduled,
+        })
+    }
+
+    /// The access history of an NHS number: the 25 most recent unscheduled
+    /// looks, a person's repeats within 24 hours listed once. Reading it is
+    /// itself recorded, as a scheduled access (not listed, not notified).
+    pub async fn access_history_of(
+        &self,
+        principal: &Principal,
+        nhs_number: NhsNumber,
+        request_id: &str,
+    ) -> Result<Vec<AccessRecord>, CoreError> {
+        let record = self
+            .access_record(principal, nhs_number, false, request_id)
+            .await?;
+        let recent = self
+            .store
+            .recent_unscheduled_accesses(nhs_number, HISTORY_WINDOW)
+            .await?;
+        self.store
+            .record_access(record, Vec::new())
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "a history read could not be recorded; nothing was shown");
+                CoreError::Unavailable(
+                    "the look could not be recorded, so nothing is shown; try again shortly".into(),
+                )
+            })?;
+        Ok(access_history(&recent).into_iter().cloned().collect())
+    }
+
+    async fn access_record(
+        &self,
+        principal: &Principal,
+        nhs_number: NhsNumber,
+        unscheduled: bool,
+        request_id: &str,
+    ) -> Result<AccessRecord, CoreError> {
+        let OrganisationRef::CareSetting(code) = principal.organisation else {
+            return Err(CoreError::Forbidden(
+                "only staff of a registered care setting may look a child up".into(),
+            ));
+        };
+        let organisation = self.store.organisation(code).await?.ok_or_else(|| {
+            CoreError::Forbidden(format!(
+                "your organisation {code} is not registered with this service"
+            ))
+        })?;
+        let activity = if unscheduled {
+            "B0107"
+        } else if principal.may(Permission::ViewFlagSilently) {
+            "B0170"
+        } else {
+            "B0107"
+        };
+        Ok(AccessRecord {
+            id: Uuid::now_v7(),
+            at: self.clock.now(),
+            nhs_number,
+            user_id: principal.user_id.clone(),
+            user_name: principal.display_name.clone(),
+            role_code: principal.role_code.clone(),
+            role_name: principal.role_name.clone(),
+            activity_code: activity.to_owned(),
+            organisation_code: organisation.code,
+            organisation_name: organisation.name,
+            setting_type: organisation.setting_type,
+            unscheduled,
+            returned: Vec::new(),
+            request_id: request_id.chars().take(200).collect(),
+        })
+    }
+}
