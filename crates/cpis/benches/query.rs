@@ -1,0 +1,263 @@
+//! The clinician's query under load: `GET /fhir/R4/CareTeam` with a bearer
+//! token and a durable access record per request, on the demo population,
+//! driven by `wrk` on the same machine, beside a minimal axum server that
+//! returns a fixed body, measured in the same run.
+//!
+//! Run with `cargo xtask bench query` (needs `wrk`, Debian package wrk).
+//! `CPIS_BENCH_SECONDS` sets each run's length (default 10), and
+//! `CPIS_BENCH_CONNECTIONS` the connections (default 256).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use cpis_core::identity::development_identity;
+use cpis_core::{Clock, Cpis, reference};
+use cpis_domain::LaCode;
+use cpis_postgres::testing::TestSchema;
+use cpis_sqlite::SqliteStore;
+use cpis_store::Store;
+
+fn main() {
+    let seconds: u64 = std::env::var("CPIS_BENCH_SECONDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10);
+    // The server gets the runtime's threads; wrk runs beside it on the same 2 cores.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(seconds));
+}
+
+/// Concurrent connections wrk keeps open (`CPIS_BENCH_CONNECTIONS`, default 256):
+/// a durable commit waits for the disk, so throughput is bounded by how many
+/// queries are in flight to share each commit.
+fn connections() -> u32 {
+    std::env::var("CPIS_BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(256)
+}
+
+struct Wrk {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+/// Runs wrk against `url` for `seconds` with `connections`, each request
+/// taking the next NHS number from `numbers`.
+fn wrk(url: &str, token: Option<&str>, numbers: &[String], seconds: u64, connections: u32) -> Wrk {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("query.lua");
+    let list = numbers
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let auth = token
+        .map(|t| format!("wrk.headers[\"Authorization\"] = \"Bearer {t}\""))
+        .unwrap_or_default();
+    std::fs::write(
+        &script,
+        format!(
+            "local numbers = {{{list}}}\nlocal i = 0\n{auth}\nrequest = function()\n  i = i + 1\n  local n = numbers[(i % #numbers) + 1]\n  return wrk.format(nil, wrk.path .. n)\nend\n"
+        ),
+    )
+    .unwrap();
+    let output = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .expect("wrk (Debian package wrk) is needed");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let value = |prefix: &str| -> Option<String> {
+        text.lines()
+            .find(|line| line.trim_start().starts_with(prefix))
+            .and_then(|line| line.split_whitespace().nth(1).map(str::to_owned))
+    };
+    let ms = |text: Option<String>| -> f64 {
+        let text = text.unwrap_or_default();
+        if let Some(us) = text.strip_suffix("us") {
+            us.parse::<f64>().unwrap_or(f64::NAN) / 1000.0
+        } else if let Some(ms) = text.strip_suffix("ms") {
+            ms.parse().unwrap_or(f64::NAN)
+        } else if let Some(s) = text.strip_suffix('s') {
+            s.parse::<f64>().unwrap_or(f64::NAN) * 1000.0
+        } else {
+            f64::NAN
+        }
+    };
+    let non_2xx = text
+        .lines()
+        .find(|line| line.contains("Non-2xx"))
+        .and_then(|line| line.split(':').nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    Wrk {
+        requests_per_second: value("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0),
+        p50_ms: ms(value("50%")),
+        p99_ms: ms(value("99%")),
+        non_2xx,
+    }
+}
+
+async fn run(seconds: u64) {
+    // Reference: a minimal axum server returning a fixed body.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let reference_url = format!("http://{}/fixed?n=", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app = Router::new().route("/fixed", get(|| async { "fixed body" }));
+        axum::serve(listener, app).await.unwrap();
+    });
+    let numbers: Vec<String> = (0..1).map(|_| String::new()).collect();
+    let reference = wrk(&reference_url, None, &numbers, seconds, connections());
+    println!(
+        "reference, minimal axum fixed body, {} connections: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms)",
+        connections(),
+        reference.requests_per_second,
+        reference.p50_ms,
+        reference.p99_ms
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(dir.path()).unwrap();
+    let path = sqlite.path().to_owned();
+    bench("embedded SQLite", sqlite, seconds, &reference, Some(path)).await;
+    match TestSchema::new("the query benchmark") {
+        Some(schema) => {
+            bench(
+                "PostgreSQL",
+                schema.store().await,
+                seconds,
+                &reference,
+                None,
+            )
+            .await
+        }
+        None => println!("PostgreSQL: skipped (set CPIS_TEST_DATABASE_URL)"),
+    }
+}
+
+async fn bench<S: Store>(
+    name: &str,
+    store: S,
+    seconds: u64,
+    reference: &Wrk,
+    sqlite_path: Option<std::path::PathBuf>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let la = LaCode::parse("E06000001").unwrap();
+    let identity = development_identity(&url, la).await.unwrap();
+    let persona = cpis_auth::personas(la)
+        .into_iter()
+        .find(|p| p.name == "ed-clinician")
+        .unwrap();
+    let token = identity
+        .own
+        .issue_persona(&persona, "cpis", None, time::OffsetDateTime::now_utc())
+        .unwrap();
+    let store = Arc::new(store);
+    store
+        .put_local_authorities(reference::local_authorities().unwrap())
+        .await
+        .unwrap();
+    let app = Arc::new(Cpis::new(store, Clock::system(), identity));
+    let loaded = app.load_demo(1).await.unwrap();
+    // Children with and without plans, as a department sees them.
+    let population = cpis_core::demo::population(
+        1,
+        &app.local_authorities().await.unwrap(),
+        cpis_domain::uk_date(time::OffsetDateTime::now_utc()),
+        2_000,
+    )
+    .unwrap();
+    let numbers: Vec<String> = population
+        .plans
+        .iter()
+        .map(|plan| plan.nhs_number().digits())
+        .take(1_000)
+        .collect();
+    // The same query without HTTP: where does the time go?
+    let principal = app.authenticate_bearer(&token).await.unwrap();
+    let parsed: Vec<cpis_domain::NhsNumber> = numbers
+        .iter()
+        .map(|n| cpis_domain::NhsNumber::parse(n).unwrap())
+        .collect();
+    let started = std::time::Instant::now();
+    for number in parsed.iter().take(2_000) {
+        app.store().plans_for_nhs_number(*number).await.unwrap();
+    }
+    let lookup_us = started.elapsed().as_secs_f64() * 1e6 / 2_000.0;
+    if let Some(path) = sqlite_path {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let mut select = conn.prepare("SELECT p.nhs_number, p.la_code, p.plan_type, p.start_date, p.end_date, p.delete_date, p.expected_delivery_date, p.local_reference, la.code, la.name, la.emergency_duty_number, la.office_hours_number FROM plan p JOIN local_authority la ON la.code = p.la_code WHERE p.nhs_number = ?1").unwrap();
+        let started = std::time::Instant::now();
+        let mut rows_seen = 0;
+        for number in parsed.iter().take(2_000) {
+            let mut rows = select.query([number.as_u64() as i64]).unwrap();
+            while let Some(row) = rows.next().unwrap() {
+                let _: String = row.get(9).unwrap();
+                rows_seen += 1;
+            }
+        }
+        println!(
+            "raw join: {:.1} us ({rows_seen} rows)",
+            started.elapsed().as_secs_f64() * 1e6 / 2_000.0
+        );
+    }
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..256)
+        .map(|task| {
+            let (app, principal, parsed) = (app.clone(), principal.clone(), parsed.clone());
+            tokio::spawn(async move {
+                for number in parsed.iter().skip(task).step_by(256).take(40) {
+                    app.look_up_flag(&principal, *number, false, "bench")
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for task in tasks {
+        task.await.unwrap();
+        done += 1;
+    }
+    let _ = done;
+    let queries = 256.0 * 40.0_f64.min(parsed.len() as f64 / 256.0).floor();
+    println!(
+        "{name}: without HTTP: the store's lookup of plans by NHS number {lookup_us:.1} us; the whole query (lookup, access record, notifications) from 256 tasks {:.0}/s",
+        queries / started.elapsed().as_secs_f64()
+    );
+    tokio::spawn(cpis::serve(listener, app, std::future::pending()));
+    let target =
+        format!("{url}/fhir/R4/CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C");
+    let result = wrk(&target, Some(&token), &numbers, seconds, connections());
+    assert_eq!(result.non_2xx, 0, "every query answered 200");
+    println!(
+        "{name} ({} plans, {} connections): CareTeam with a bearer token and a durable access record: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); ratio to the fixed body: {:.2}",
+        loaded.plans_loaded,
+        connections(),
+        result.requests_per_second,
+        result.p50_ms,
+        result.p99_ms,
+        result.requests_per_second / reference.requests_per_second
+    );
+}
