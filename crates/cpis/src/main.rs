@@ -356,6 +356,16 @@ impl WithStore for Demo {
             self.data_dir.display()
         );
         println!("  curl -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/me");
+        if let Some(first) = loaded.examples.first() {
+            println!(
+                "  curl -H \"Authorization: Bearer $TOKEN\" '{url}/fhir/R4/CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|{}'",
+                first.nhs_number.digits()
+            );
+            println!(
+                "  curl -H \"Authorization: Bearer $TOKEN\" '{url}/fhir/R4/AuditEvent?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|{}'",
+                first.nhs_number.digits()
+            );
+        }
         println!();
         println!(
             "Sign in at {url}/auth/sign-in as any of these personas (no password: development only):"
