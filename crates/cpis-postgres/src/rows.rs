@@ -5,15 +5,15 @@
 use std::collections::HashMap;
 
 use cpis_domain::{
-    AccessRecord, LaCode, LocalAuthority, LocalReference, NhsNumber, OdsCode, Organisation,
-    PhoneNumber, Plan, PlanFields, PlanKey, PlanType, SettingType,
+    AccessRecord, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation, PhoneNumber, Plan,
+    PlanFields, PlanKey, PlanType, SettingType,
 };
 use cpis_store::{
     AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
     UploadRecord,
 };
 use deadpool_postgres::Transaction;
-use time::{Date, OffsetDateTime};
+use time::Date;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 
@@ -65,30 +65,8 @@ pub(crate) fn ignore_concurrent_create(
     }
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-/// Instants are stored as Unix microseconds, as in the embedded store.
-pub(crate) fn micros(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
-}
-
-fn from_micros(value: i64) -> StoreResult<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(value) * 1_000)
-        .map_err(|_| corrupt(format!("timestamp {value} is out of range")))
-}
-
-pub(crate) fn nhs(number: NhsNumber) -> i64 {
-    i64::try_from(number.as_u64()).unwrap_or(i64::MAX)
-}
-
-fn nhs_from(value: i64) -> StoreResult<NhsNumber> {
-    u64::try_from(value)
-        .ok()
-        .and_then(|value| NhsNumber::from_u64(value).ok())
-        .ok_or_else(|| corrupt(format!("stored NHS number {value} is invalid")))
-}
+use cpis_store::encoding::{corrupt, from_micros, nhs_from};
+pub(crate) use cpis_store::encoding::{micros, nhs};
 
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, index: usize) -> StoreResult<T> {
     row.try_get(index).map_err(corrupt)

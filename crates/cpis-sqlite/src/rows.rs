@@ -3,15 +3,15 @@
 //! not parse is reported as corrupt, never passed on.
 
 use cpis_domain::{
-    AccessRecord, LaCode, LocalAuthority, LocalReference, NhsNumber, OdsCode, Organisation,
-    PhoneNumber, Plan, PlanFields, PlanKey, PlanType, SettingType, format_iso_date, parse_iso_date,
+    AccessRecord, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation, PhoneNumber, Plan,
+    PlanFields, PlanKey, PlanType, SettingType, format_iso_date, parse_iso_date,
 };
 use cpis_store::{
     AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
     UploadRecord,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
-use time::{Date, OffsetDateTime};
+use time::Date;
 use uuid::Uuid;
 
 pub(crate) trait DbResult<T> {
@@ -44,30 +44,8 @@ fn store_error(error: rusqlite::Error) -> StoreError {
     }
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-/// Instants are stored as Unix microseconds.
-pub(crate) fn micros(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
-}
-
-fn from_micros(value: i64) -> StoreResult<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(value) * 1_000)
-        .map_err(|_| corrupt(format!("timestamp {value} is out of range")))
-}
-
-pub(crate) fn nhs(number: NhsNumber) -> i64 {
-    i64::try_from(number.as_u64()).unwrap_or(i64::MAX)
-}
-
-fn nhs_from(value: i64) -> StoreResult<NhsNumber> {
-    u64::try_from(value)
-        .ok()
-        .and_then(|value| NhsNumber::from_u64(value).ok())
-        .ok_or_else(|| corrupt(format!("stored NHS number {value} is invalid")))
-}
+use cpis_store::encoding::{corrupt, from_micros, nhs_from};
+pub(crate) use cpis_store::encoding::{micros, nhs};
 
 fn date_from(value: &str) -> StoreResult<Date> {
     parse_iso_date(value).map_err(corrupt)

@@ -5,6 +5,7 @@
 //! Nothing here names SQL; dialects live in the backend crates.
 
 pub mod conformance;
+pub mod encoding;
 
 use std::future::Future;
 

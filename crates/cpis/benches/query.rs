@@ -9,14 +9,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::process::Command;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use cpis_core::identity::development_identity;
-use cpis_core::{Clock, Cpis, reference};
-use cpis_domain::LaCode;
 use cpis_postgres::testing::TestSchema;
 use cpis_sqlite::SqliteStore;
 use cpis_store::Store;
@@ -161,24 +159,13 @@ async fn bench<S: Store>(
     reference: &Wrk,
     sqlite_path: Option<std::path::PathBuf>,
 ) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let la = LaCode::parse("E06000001").unwrap();
-    let identity = development_identity(&url, la).await.unwrap();
-    let persona = cpis_auth::personas(la)
-        .into_iter()
-        .find(|p| p.name == "ed-clinician")
-        .unwrap();
-    let token = identity
-        .own
-        .issue_persona(&persona, "cpis", None, time::OffsetDateTime::now_utc())
-        .unwrap();
-    let store = Arc::new(store);
-    store
-        .put_local_authorities(reference::local_authorities().unwrap())
-        .await
-        .unwrap();
-    let app = Arc::new(Cpis::new(store, Clock::system(), identity));
+    let (url, token, app, listener) = common::start_server(
+        store,
+        "E06000001",
+        "ed-clinician",
+        cpis_core::Limits::default(),
+    )
+    .await;
     let loaded = app.load_demo(1).await.unwrap();
     // Children with and without plans, as a department sees them.
     let population = cpis_core::demo::population(

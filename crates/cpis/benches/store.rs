@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
@@ -89,7 +91,10 @@ async fn run(rows: usize) {
         }
         None => println!("PostgreSQL: skipped (set CPIS_TEST_DATABASE_URL)"),
     }
-    println!("peak memory of this process (VmHWM): {}", peak_memory());
+    println!(
+        "peak memory of this process (VmHWM): {}",
+        common::peak_memory()
+    );
 }
 
 /// Measures the reference lookup rate over the given numbers.
@@ -233,8 +238,7 @@ fn dedupe(mut plans: Vec<Plan>) -> Vec<Plan> {
 /// The reference: the sqlite3 shell importing the same rows as CSV into a
 /// bare table, with the same durability settings.
 fn sqlite3_import(dir: &std::path::Path, plans: &[Plan]) -> f64 {
-    let csv = dir.join("reference.csv");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    let mut file = Vec::new();
     for plan in plans {
         let date = |d: Option<time::Date>| d.map(cpis_domain::format_iso_date).unwrap_or_default();
         writeln!(
@@ -253,27 +257,13 @@ fn sqlite3_import(dir: &std::path::Path, plans: &[Plan]) -> f64 {
         )
         .unwrap();
     }
-    file.flush().unwrap();
-    drop(file);
-    let script = format!(
-        "PRAGMA journal_mode=WAL;\nPRAGMA synchronous=FULL;\nCREATE TABLE plan (nhs_number, la_code, plan_type, start_date, end_date, delete_date, expected_delivery_date, local_reference);\n.mode csv\n.import {} plan\n",
-        csv.display()
-    );
-    let started = Instant::now();
-    let mut child = std::process::Command::new("sqlite3")
-        .arg(dir.join("reference.db"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the sqlite3 shell (Debian package sqlite3) is needed for the reference");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    started.elapsed().as_secs_f64()
+    common::sqlite3_import(
+        dir,
+        &file,
+        Some(
+            "CREATE TABLE plan (nhs_number, la_code, plan_type, start_date, end_date, delete_date, expected_delivery_date, local_reference);",
+        ),
+    )
 }
 
 /// Point lookups straight through rusqlite on the same file: the floor our
@@ -289,16 +279,4 @@ fn raw_lookup_rate(path: &std::path::Path, numbers: &[NhsNumber]) -> f64 {
         let _: i64 = select.query_row([nhs], |row| row.get(0)).unwrap();
     }
     numbers.len() as f64 / started.elapsed().as_secs_f64()
-}
-
-fn peak_memory() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM"))
-                .map(|line| line.trim_start_matches("VmHWM:").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
 }

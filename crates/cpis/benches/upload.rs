@@ -6,13 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Instant;
 
-use cpis_core::identity::development_identity;
-use cpis_core::{Clock, Cpis, Limits, reference};
-use cpis_domain::{LaCode, NhsNumber};
+use cpis_core::Limits;
+use cpis_domain::NhsNumber;
 use cpis_postgres::testing::TestSchema;
 use cpis_sqlite::SqliteStore;
 use cpis_store::Store;
@@ -65,7 +65,7 @@ async fn run(rows: usize) {
         file.len() as f64 / 1e6
     );
     let dir = tempfile::tempdir().unwrap();
-    let reference = sqlite3_import(dir.path(), &file);
+    let reference = common::sqlite3_import(dir.path(), &file, None);
     println!(
         "reference: sqlite3 .import of the same file into a bare table (WAL, synchronous=FULL): {reference:.2} s"
     );
@@ -92,33 +92,15 @@ async fn run(rows: usize) {
     }
     println!(
         "peak memory of this process, client and server together (VmHWM): {}",
-        peak_memory()
+        common::peak_memory()
     );
 }
 
 async fn upload_through_http<S: Store>(store: S, file: &[u8]) -> f64 {
-    let listener = cpis::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let la = LaCode::parse(LA).unwrap();
-    let identity = development_identity(&url, la).await.unwrap();
-    let persona = cpis_auth::personas(la)
-        .into_iter()
-        .find(|p| p.name == "la-system")
-        .unwrap();
-    let token = identity
-        .own
-        .issue_persona(&persona, "cpis", None, time::OffsetDateTime::now_utc())
-        .unwrap();
-    let store = Arc::new(store);
-    store
-        .put_local_authorities(reference::local_authorities().unwrap())
-        .await
-        .unwrap();
-    let app = Arc::new(
-        Cpis::new(store, Clock::system(), identity).with_limits(Limits {
-            upload_bytes: 1 << 30,
-        }),
-    );
+    let limits = Limits {
+        upload_bytes: 1 << 30,
+    };
+    let (url, token, app, listener) = common::start_server(store, LA, "la-system", limits).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(cpis::serve(listener, app, async {
         let _ = stopped.await;
@@ -140,40 +122,4 @@ async fn upload_through_http<S: Store>(store: S, file: &[u8]) -> f64 {
     assert_eq!(ack["file_code"], "CPF02", "{}", ack["records"][0]);
     let _ = stop.send(());
     secs
-}
-
-fn sqlite3_import(dir: &std::path::Path, file: &[u8]) -> f64 {
-    let csv = dir.join("reference.csv");
-    std::fs::write(&csv, file).unwrap();
-    let script = format!(
-        "PRAGMA journal_mode=WAL;\nPRAGMA synchronous=FULL;\n.mode csv\n.import {} plan\n",
-        csv.display()
-    );
-    let started = Instant::now();
-    let mut child = std::process::Command::new("sqlite3")
-        .arg(dir.join("reference.db"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the sqlite3 shell (Debian package sqlite3) is needed for the reference");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    started.elapsed().as_secs_f64()
-}
-
-fn peak_memory() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM"))
-                .map(|line| line.trim_start_matches("VmHWM:").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
 }
