@@ -173,7 +173,11 @@ impl<S: Store> Cpis<S> {
     /// setting or local authority.
     pub async fn check_registered(&self, principal: &Principal) -> Result<(), AccessError> {
         let known = match principal.organisation {
-            OrganisationRef::CareSetting(code) => self.store.organisation(code).await?.is_some(),
+            OrganisationRef::CareSetting(code) => self
+                .organisation(code)
+                .await
+                .map_err(AccessError::Core)?
+                .is_some(),
             OrganisationRef::LocalAuthority(code) => {
                 self.store.local_authority(code).await?.is_some()
             }

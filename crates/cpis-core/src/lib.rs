@@ -111,7 +111,19 @@ pub struct Cpis<S> {
     clock: Clock,
     identity: identity::Identity,
     limits: Limits,
+    /// Care settings recently read, so that a query does not read its
+    /// caller's organisation from the store twice a request.
+    organisations: std::sync::RwLock<
+        std::collections::HashMap<
+            cpis_domain::OdsCode,
+            (cpis_domain::Organisation, std::time::Instant),
+        >,
+    >,
 }
+
+/// How long a care setting read from the store is reused. Settings change
+/// rarely; a change reaches every node within this time.
+const ORGANISATION_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl<S: Store> Cpis<S> {
     pub fn new(store: Arc<S>, clock: Clock, identity: identity::Identity) -> Self {
@@ -120,6 +132,7 @@ impl<S: Store> Cpis<S> {
             clock,
             identity,
             limits: Limits::default(),
+            organisations: std::sync::RwLock::default(),
         }
     }
 
@@ -130,6 +143,37 @@ impl<S: Store> Cpis<S> {
 
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// A registered care setting, from memory when it was read in the last minute.
+    pub async fn organisation(
+        &self,
+        code: cpis_domain::OdsCode,
+    ) -> Result<Option<cpis_domain::Organisation>, CoreError> {
+        let cached = self.organisations.read().ok().and_then(|known| {
+            known
+                .get(&code)
+                .filter(|(_, read_at)| read_at.elapsed() < ORGANISATION_CACHE_TTL)
+                .map(|(organisation, _)| organisation.clone())
+        });
+        if let Some(organisation) = cached {
+            return Ok(Some(organisation));
+        }
+        let found = self.store.organisation(code).await?;
+        if let (Some(organisation), Ok(mut known)) = (&found, self.organisations.write()) {
+            if known.len() > 100_000 {
+                known.clear();
+            }
+            known.insert(code, (organisation.clone(), std::time::Instant::now()));
+        }
+        Ok(found)
+    }
+
+    /// Removes expired short-lived entries (sessions, sign-in states,
+    /// authorization codes, used assertion ids). Reads already ignore them;
+    /// this keeps the table from growing. Returns how many went.
+    pub async fn purge_expired(&self) -> Result<u64, CoreError> {
+        Ok(self.store.purge_ephemeral(self.clock.now()).await?)
     }
 
     /// Changes an LA's name and telephone numbers.

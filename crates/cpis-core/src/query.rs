@@ -148,7 +148,7 @@ impl<S: Store> Cpis<S> {
                 "only staff of a registered care setting may look a child up".into(),
             ));
         };
-        let organisation = self.store.organisation(code).await?.ok_or_else(|| {
+        let organisation = self.organisation(code).await?.ok_or_else(|| {
             CoreError::Forbidden(format!(
                 "your organisation {code} is not registered with this service"
             ))

@@ -230,6 +230,15 @@ pub fn open_sqlite(dir: &Path) -> Result<SqliteStore, StartError> {
     })
 }
 
+/// Stops a background task when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Connects to PostgreSQL, explaining the usual failures without the password.
 pub async fn open_postgres(url: &str) -> Result<PgStore, StartError> {
     PgStore::connect(url, PoolSettings::default())
@@ -324,7 +333,11 @@ impl WithStore for Serve {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown`.
+/// How often expired sessions, codes and assertion ids are cleared away.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Serves `app` on `listener` until `shutdown`, with the housekeeping that
+/// runs beside it.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     app: Arc<Cpis<S>>,
@@ -334,6 +347,23 @@ pub async fn serve<S: Store>(
         .local_addr()
         .map_err(|error| StartError(error.to_string()))?;
     tracing::info!(%addr, "serving");
+    let housekeeping = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(PURGE_EVERY);
+            loop {
+                every.tick().await;
+                match app.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::debug!(removed, "cleared expired sessions and codes"),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not clear expired sessions and codes")
+                    }
+                }
+            }
+        })
+    };
+    let _stop_housekeeping = AbortOnDrop(housekeeping);
     cpis_http::serve(listener, app, shutdown)
         .await
         .map_err(|error| StartError(format!("the server stopped: {error}")))
