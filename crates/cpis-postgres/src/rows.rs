@@ -135,12 +135,7 @@ pub(crate) async fn apply_plans(
             "{la} is not a registered local authority"
         )));
     }
-    if let Some(foreign) = batch.plans.iter().find(|plan| plan.la() != batch.la) {
-        return Err(StoreError::Conflict(format!(
-            "a plan of {} cannot be sent by {la}",
-            foreign.la()
-        )));
-    }
+    batch.check_one_la()?;
     let count = |row: Row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
     const COUNT_ALL: &str = "SELECT count(*) FROM plan WHERE la_code = $1";
     // Plans not withdrawn: no delete date, or one still in the future.

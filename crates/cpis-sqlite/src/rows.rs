@@ -141,12 +141,7 @@ pub(crate) fn apply_plans(conn: &Connection, batch: &PlanBatch) -> StoreResult<A
             "{la} is not a registered local authority"
         )));
     }
-    if let Some(foreign) = batch.plans.iter().find(|plan| plan.la() != batch.la) {
-        return Err(StoreError::Conflict(format!(
-            "a plan of {} cannot be sent by {la}",
-            foreign.la()
-        )));
-    }
+    batch.check_one_la()?;
     let count_plans = |sql: &str, withdraw_on: Option<&str>| -> StoreResult<u64> {
         let mut select = conn.prepare_cached(sql).db()?;
         let count: i64 = match withdraw_on {

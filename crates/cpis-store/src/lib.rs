@@ -61,6 +61,20 @@ pub struct PlanBatch {
     pub at: OffsetDateTime,
 }
 
+impl PlanBatch {
+    /// Refuses a batch carrying another LA's plan: an LA sends its own only.
+    pub fn check_one_la(&self) -> StoreResult<()> {
+        match self.plans.iter().find(|plan| plan.la() != self.la) {
+            Some(foreign) => Err(StoreError::Conflict(format!(
+                "a plan of {} cannot be sent by {}",
+                foreign.la(),
+                self.la
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// How a snapshot withdraws the plans it does not mention.
 #[derive(Debug, Clone, Copy)]
 pub struct Snapshot {

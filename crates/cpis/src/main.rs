@@ -58,37 +58,7 @@ enum Command {
     /// Send an LA's file of plans (CSV or JSON) and report its acknowledgement.
     ///
     /// Exit codes: 0 all accepted, 3 some or all rejected, 4 the file refused, 1 other failure.
-    Upload {
-        /// The file: .json for JSON, anything else is CSV.
-        file: PathBuf,
-        /// The cpis server, e.g. https://cpis.example.nhs.uk
-        #[arg(long)]
-        server: String,
-        /// The LA the file is from; the credentials must be this LA's.
-        #[arg(long)]
-        la: String,
-        /// changes (inserts and updates) or snapshot (all current plans; the rest are withdrawn).
-        #[arg(long, default_value = "changes")]
-        mode: String,
-        /// Let a snapshot withdraw more than 10% of the LA's plans.
-        #[arg(long)]
-        force: bool,
-        /// Write the acknowledgement as JSON here.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Makes a retried upload return the first acknowledgement.
-        #[arg(long)]
-        idempotency_key: Option<String>,
-        /// A bearer token.
-        #[arg(long, env = "CPIS_UPLOAD_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// The LA system's client id (with --key).
-        #[arg(long, env = "CPIS_UPLOAD_CLIENT_ID")]
-        client_id: Option<String>,
-        /// The LA system's private key (PKCS#8 PEM), to sign its client assertion.
-        #[arg(long = "key", env = "CPIS_UPLOAD_KEY_FILE")]
-        key_file: Option<PathBuf>,
-    },
+    Upload(cpis::upload_client::UploadArgs),
     /// Print a bearer token for a development persona (the token is the last line).
     Token {
         /// The data directory of the running demo or development server.
@@ -106,31 +76,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Upload {
-        file,
-        server,
-        la,
-        mode,
-        force,
-        out,
-        idempotency_key,
-        token,
-        client_id,
-        key_file,
-    } = cli.command
-    {
-        let args = cpis::upload_client::UploadArgs {
-            file,
-            server,
-            la,
-            mode,
-            force,
-            out,
-            idempotency_key,
-            token,
-            client_id,
-            key_file,
-        };
+    if let Command::Upload(args) = cli.command {
         return upload(args);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -209,7 +155,8 @@ async fn run(command: Command) -> Result<(), StartError> {
             };
             cpis::with_store(&config, demo).await
         }
-        Command::Upload { .. } => Ok(()),
+        // Handled in main, on a runtime of its own, before this one starts.
+        Command::Upload(_) => Ok(()),
         Command::Token {
             data_dir,
             persona,

@@ -20,17 +20,37 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-/// What the user asked for.
+/// What the user asked for: `cpis upload`'s arguments.
+#[derive(Debug, clap::Args)]
 pub struct UploadArgs {
+    /// The file: .json for JSON, anything else is CSV.
     pub file: PathBuf,
+    /// The cpis server, e.g. https://cpis.example.nhs.uk
+    #[arg(long)]
     pub server: String,
+    /// The LA the file is from; the credentials must be this LA's.
+    #[arg(long)]
     pub la: String,
+    /// changes (inserts and updates) or snapshot (all current plans; the rest are withdrawn).
+    #[arg(long, default_value = "changes")]
     pub mode: String,
+    /// Let a snapshot withdraw more than 10% of the LA's plans.
+    #[arg(long)]
     pub force: bool,
+    /// Write the acknowledgement as JSON here.
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Makes a retried upload return the first acknowledgement.
+    #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// A bearer token.
+    #[arg(long, env = "CPIS_UPLOAD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The LA system's client id (with --key).
+    #[arg(long, env = "CPIS_UPLOAD_CLIENT_ID")]
     pub client_id: Option<String>,
+    /// The LA system's private key (PKCS#8 PEM), to sign its client assertion.
+    #[arg(long = "key", env = "CPIS_UPLOAD_KEY_FILE")]
     pub key_file: Option<PathBuf>,
 }
 
