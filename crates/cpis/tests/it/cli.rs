@@ -57,9 +57,11 @@ fn a_port_in_use_stops_the_start() {
 
 #[test]
 fn a_typo_in_an_environment_variable_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
     let (code, stderr) = fails_to_start(
         cpis()
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
             .env("CPIS_DATA_DIRECTORY", "/tmp/x"),
     );
     assert_one_clear_sentence(code, &stderr, "CPIS_DATA_DIRECTORY is not one cpis knows");

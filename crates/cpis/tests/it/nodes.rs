@@ -101,9 +101,12 @@ async fn a_node_whose_database_goes_away_turns_unready_and_recovers() {
 
 #[test]
 fn an_unreachable_database_stops_the_start_with_one_sentence() {
+    // A data directory of its own: a node keeps its signing key there.
+    let dir = tempfile::tempdir().unwrap();
     let (code, stderr) = fails_to_start(
         cpis()
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
             .env("CPIS_DEVELOPMENT", "true")
             .env(
                 "CPIS_DATABASE_URL",
