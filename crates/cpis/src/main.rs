@@ -299,7 +299,7 @@ impl WithStore for Demo {
         println!("  curl {url}/api/v1/status");
         println!("  curl {url}/api/v1/local-authorities");
         println!(
-            "  TOKEN=$(cargo run -q -- token --data-dir {} --persona ed-clinician)",
+            "  TOKEN=$(cargo run -q --release -- token --data-dir {} --persona ed-clinician)",
             self.data_dir.display()
         );
         println!("  curl -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/me");
