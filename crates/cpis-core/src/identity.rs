@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cpis_auth::{
     AuthError, OwnIssuer, Persona, SigningKey, TokenResponse, TokenValidator, personas, pkce,
 };
-use cpis_domain::{LaCode, OrganisationRef, Permission, Principal, PrincipalKind};
+use cpis_domain::{LaCode, OrganisationRef, Principal};
 use cpis_store::{LaClient, Store};
 use serde::{Deserialize, Serialize};
 use time::Duration;
@@ -188,18 +188,6 @@ impl<S: Store> Cpis<S> {
             Err(AccessError::Forbidden(format!(
                 "your organisation {} is not registered with this service",
                 principal.organisation
-            )))
-        }
-    }
-
-    /// The permission check every handler goes through.
-    pub fn authorize(principal: &Principal, permission: Permission) -> Result<(), AccessError> {
-        if principal.may(permission) {
-            Ok(())
-        } else {
-            Err(AccessError::Forbidden(format!(
-                "your role does not allow you to {}",
-                permission.describe()
             )))
         }
     }
@@ -646,12 +634,9 @@ impl<S: Store> Cpis<S> {
 
 /// The LA a principal may act for, or a refusal.
 pub fn own_la(principal: &Principal) -> Result<LaCode, AccessError> {
-    match (principal.kind, principal.la()) {
-        (PrincipalKind::Person | PrincipalKind::LaSystem, Some(la)) => Ok(la),
-        _ => Err(AccessError::Forbidden(
-            "only a local authority's staff and systems may do this".into(),
-        )),
-    }
+    principal.la().ok_or_else(|| {
+        AccessError::Forbidden("only a local authority's staff and systems may do this".into())
+    })
 }
 
 /// Keeps a return path on this site: a path starting with one `/`.

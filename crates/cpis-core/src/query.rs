@@ -46,6 +46,10 @@ impl<S: Store> Cpis<S> {
         request_id: &str,
     ) -> Result<FlagAnswer, CoreError> {
         let unscheduled = principal.may(Permission::ViewFlag) && !marked_scheduled;
+        // The caller's organisation is checked before any plan is read.
+        let record = self
+            .access_record(principal, nhs_number, unscheduled, request_id)
+            .await?;
         let today = self.clock.today();
         let plans: Vec<(Plan, LocalAuthority)> = self
             .store
@@ -54,9 +58,6 @@ impl<S: Store> Cpis<S> {
             .into_iter()
             .filter(|(plan, _)| plan.is_visible(today))
             .collect();
-        let record = self
-            .access_record(principal, nhs_number, unscheduled, request_id)
-            .await?;
         let record = AccessRecord {
             returned: plans.iter().map(|(plan, _)| *plan.key()).collect(),
             ..record
