@@ -42,6 +42,9 @@ pub enum CoreError {
     /// The service cannot do this safely now (fail closed); try again.
     #[error("{0}")]
     Unavailable(String),
+    /// A request body larger than the configured limit.
+    #[error("the request is larger than the {limit} bytes allowed")]
+    TooLarge { limit: u64 },
     /// A fault of ours; logged, shown as a plain 500.
     #[error("internal error: {0}")]
     Internal(String),
@@ -284,7 +287,7 @@ impl<S: Store> Cpis<S> {
             self.store.apply_plans(PlanBatch {
                 la,
                 batch_id: Uuid::now_v7(),
-                plans,
+                plans: plans.into(),
                 snapshot: None,
                 at,
             })

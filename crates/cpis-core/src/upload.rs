@@ -7,14 +7,21 @@
 //! `CPR04` NHS number invalid, `CPR06` accepted, `CPR07` not accepted, with
 //! a reason a person can act on. Rejected rows never stop accepted ones.
 
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::collections::hash_map::{Entry, HashMap};
+use std::fmt;
+use std::io::{self, BufReader, Read};
 
 use cpis_domain::{
     LaCode, LocalReference, NhsNumber, Plan, PlanFields, PlanKey, PlanType, parse_iso_date,
 };
-use cpis_store::{PlanBatch, Snapshot, Store, StoreError, UploadRecord};
+use cpis_store::{
+    PlanBatch, PlanSpool, PlanSpoolWriter, Plans, Snapshot, Store, StoreError, UploadRecord,
+};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Value, json};
 use time::Date;
 use uuid::Uuid;
 
@@ -67,11 +74,12 @@ impl UploadMode {
 }
 
 /// An upload as the HTTP layer hands it over.
-#[derive(Debug, Clone)]
 pub struct UploadRequest {
     pub la: LaCode,
     pub format: UploadFormat,
-    pub body: Vec<u8>,
+    /// The file as it arrives; read on a blocking thread, at most
+    /// [`crate::Limits::upload_bytes`] of it.
+    pub body: Box<dyn Read + Send>,
     /// From `?mode=`; a JSON body may also say it.
     pub mode: Option<UploadMode>,
     /// Lets a snapshot withdraw more than the guard allows.
@@ -103,15 +111,81 @@ pub struct RecordOutcome {
     pub local_reference: Option<String>,
 }
 
-/// A file checked row by row.
+/// A file checked row by row. The accepted plans wait in a spool on disk,
+/// so a file of any size costs memory only for its rejections and for the
+/// duplicate check (16 bytes a row).
 #[derive(Debug, Default)]
 pub struct ParsedUpload {
-    pub accepted: Vec<(u64, Plan)>,
+    pub accepted: u64,
+    /// The accepted plans, in file order; `None` when the file is malformed.
+    pub plans: Option<PlanSpool>,
+    /// `CPR06` records, kept only when the acknowledgement lists them.
+    pub accepted_records: Vec<RecordOutcome>,
     pub rejected: Vec<RecordOutcome>,
     /// Set when the file as a whole cannot be used: nothing is applied.
     pub malformed: Option<String>,
     /// The `mode` a JSON body names.
     pub mode: Option<String>,
+}
+
+/// Why a file could not be read to its end; nothing of it is applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadFailure {
+    #[error("the upload is larger than the {limit} bytes allowed")]
+    TooLarge { limit: u64 },
+    #[error("the upload could not be read to its end: {0}")]
+    Body(io::Error),
+    #[error("the accepted plans could not be spooled to disk: {0}")]
+    Spool(io::Error),
+}
+
+impl From<ReadFailure> for CoreError {
+    fn from(failure: ReadFailure) -> Self {
+        match failure {
+            ReadFailure::TooLarge { limit } => CoreError::TooLarge { limit },
+            ReadFailure::Body(_) => CoreError::BadRequest(failure.to_string()),
+            ReadFailure::Spool(_) => CoreError::Unavailable(failure.to_string()),
+        }
+    }
+}
+
+/// Reads at most `limit` bytes, then fails with [`io::ErrorKind::FileTooLarge`].
+pub struct Limited<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Limited<R> {
+    pub fn new(inner: R, limit: u64) -> Self {
+        Limited { inner, left: limit }
+    }
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte beyond the limit tells a file of exactly `limit` bytes
+        // from a larger one.
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let read = self.inner.read(&mut buf[..want])?;
+        if read as u64 > self.left {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "the upload is larger than allowed",
+            ));
+        }
+        self.left -= read as u64;
+        Ok(read)
+    }
+}
+
+fn read_failure(error: io::Error, limit: u64) -> ReadFailure {
+    if error.kind() == io::ErrorKind::FileTooLarge {
+        ReadFailure::TooLarge { limit }
+    } else {
+        ReadFailure::Body(error)
+    }
 }
 
 /// The raw text of one record's fields, by column.
@@ -129,35 +203,73 @@ impl RawRecord {
     }
 }
 
+/// A plan's identity within one LA's file packed into 64 bits: the NHS
+/// number (below 2^34), the plan type (2 bits) and the start date as days
+/// from 0000-01-01 (below 2^22 for the four-digit years dates are parsed in).
+fn packed_key(key: &PlanKey) -> u64 {
+    const DAY_ZERO: i32 = 1_721_060;
+    let kind = PlanType::ALL
+        .iter()
+        .position(|kind| *kind == key.plan_type)
+        .unwrap_or(0) as u64;
+    let day = u64::try_from(key.start_date.to_julian_day() - DAY_ZERO).unwrap_or(0);
+    debug_assert!(day < 1 << 22);
+    key.nhs_number.as_u64() << 24 | kind << 22 | (day & 0x3F_FFFF)
+}
+
 /// Checks rows against the plan rules, keeping the first of any duplicates.
 struct Checker {
     la: LaCode,
     today: Date,
-    seen: HashMap<PlanKey, u64>,
+    list_accepted: bool,
+    seen: HashMap<u64, u64>,
+    spool: PlanSpoolWriter,
+    spool_error: Option<io::Error>,
     parsed: ParsedUpload,
 }
 
 impl Checker {
-    fn new(la: LaCode, today: Date) -> Self {
-        Checker {
+    fn new(la: LaCode, today: Date, list_accepted: bool) -> Result<Self, ReadFailure> {
+        Ok(Checker {
             la,
             today,
+            list_accepted,
             seen: HashMap::new(),
+            spool: PlanSpoolWriter::new(la).map_err(ReadFailure::Spool)?,
+            spool_error: None,
             parsed: ParsedUpload::default(),
-        }
+        })
     }
 
     fn check(&mut self, line: u64, raw: &RawRecord) {
         match self.plan(line, raw) {
-            Ok(plan) => self.parsed.accepted.push((line, plan)),
-            Err((code, reason)) => self.parsed.rejected.push(RecordOutcome {
-                line,
-                code,
-                reason: Some(reason),
-                nhs_number: raw.get(0).map(|text| text.chars().take(20).collect()),
-                local_reference: raw.get(6).map(|text| text.chars().take(64).collect()),
-            }),
+            Ok(plan) => {
+                if let Err(error) = self.spool.push(&plan) {
+                    self.spool_error.get_or_insert(error);
+                }
+                self.parsed.accepted += 1;
+                if self.list_accepted {
+                    self.parsed.accepted_records.push(RecordOutcome {
+                        line,
+                        code: "CPR06",
+                        reason: None,
+                        nhs_number: Some(plan.nhs_number().digits()),
+                        local_reference: plan.local_reference().map(|r| r.as_str().to_owned()),
+                    });
+                }
+            }
+            Err((code, reason)) => self.reject(line, code, reason, raw),
         }
+    }
+
+    fn reject(&mut self, line: u64, code: &'static str, reason: String, raw: &RawRecord) {
+        self.parsed.rejected.push(RecordOutcome {
+            line,
+            code,
+            reason: Some(reason),
+            nhs_number: raw.get(0).map(|text| text.chars().take(20).collect()),
+            local_reference: raw.get(6).map(|text| text.chars().take(64).collect()),
+        });
     }
 
     fn plan(&mut self, line: u64, raw: &RawRecord) -> Result<Plan, (&'static str, String)> {
@@ -210,39 +322,63 @@ impl Checker {
             local_reference,
         };
         let plan = Plan::new(fields).map_err(|error| reject(error.to_string()))?;
-        if let Some(first) = self.seen.get(plan.key()) {
-            return Err(reject(format!(
-                "the same plan (NHS number, plan type and start date) is already on line {first}"
-            )));
+        match self.seen.entry(packed_key(plan.key())) {
+            Entry::Occupied(first) => Err(reject(format!(
+                "the same plan (NHS number, plan type and start date) is already on line {}",
+                first.get()
+            ))),
+            Entry::Vacant(slot) => {
+                slot.insert(line);
+                Ok(plan)
+            }
         }
-        self.seen.insert(*plan.key(), line);
-        Ok(plan)
     }
 
-    fn malformed(mut self, reason: String) -> ParsedUpload {
-        self.parsed.malformed = Some(reason);
-        self.parsed.accepted.clear();
-        self.parsed.rejected.clear();
-        self.parsed
+    fn malformed(self, reason: String) -> Result<ParsedUpload, ReadFailure> {
+        Ok(ParsedUpload {
+            malformed: Some(reason),
+            mode: self.parsed.mode,
+            ..ParsedUpload::default()
+        })
+    }
+
+    fn finish(mut self) -> Result<ParsedUpload, ReadFailure> {
+        if let Some(error) = self.spool_error {
+            return Err(ReadFailure::Spool(error));
+        }
+        self.parsed.plans = Some(self.spool.finish().map_err(ReadFailure::Spool)?);
+        Ok(self.parsed)
     }
 }
 
-/// Checks a CSV file: a header row naming known columns in any order (the
-/// first three required), UTF-8 with or without a BOM, CRLF or LF.
-pub fn parse_csv(bytes: &[u8], la: LaCode, today: Date) -> ParsedUpload {
-    let mut checker = Checker::new(la, today);
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return checker.malformed("the file is empty; send a header row naming the columns".into());
-    }
+/// Checks a CSV file as it is read: a header row naming known columns in
+/// any order (the first three required), UTF-8 with or without a BOM, CRLF
+/// or LF. Reading stops at `limit` bytes.
+pub fn parse_csv(
+    input: impl Read,
+    limit: u64,
+    la: LaCode,
+    today: Date,
+    list_accepted: bool,
+) -> Result<ParsedUpload, ReadFailure> {
+    let mut checker = Checker::new(la, today, list_accepted)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
-        .from_reader(bytes);
+        .buffer_capacity(64 * 1024)
+        .from_reader(LineCounter::new(Limited::new(input, limit)));
     let header = match reader.headers() {
         Ok(header) => header.clone(),
-        Err(error) => return checker.malformed(format!("the header row cannot be read: {error}")),
+        Err(error) => {
+            return match body_failure(error, limit) {
+                Ok(error) => checker.malformed(format!("the header row cannot be read: {error}")),
+                Err(failure) => Err(failure),
+            };
+        }
     };
+    if header.iter().all(|name| name.trim().is_empty()) {
+        return checker.malformed("the file is empty; send a header row naming the columns".into());
+    }
     let mut positions: Vec<usize> = Vec::with_capacity(header.len());
     for name in &header {
         let name = name.trim().to_ascii_lowercase();
@@ -262,30 +398,24 @@ pub fn parse_csv(bytes: &[u8], la: LaCode, today: Date) -> ParsedUpload {
             return checker.malformed(format!("the header lacks the required column {name:?}"));
         }
     }
-    // Lines are counted here from byte offsets: the csv crate's own line
-    // numbers drift on CRLF files.
-    let mut lines = LineCounter::new(bytes);
     let mut record = csv::StringRecord::new();
     loop {
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
-                let line = lines.line_at(record.position().map_or(0, csv::Position::byte));
+                let line = reader
+                    .get_ref()
+                    .line_at(record.position().map_or(0, csv::Position::byte));
                 if record.len() == 1 && record.get(0).is_some_and(|field| field.trim().is_empty()) {
                     continue;
                 }
                 if record.len() != positions.len() {
-                    checker.parsed.rejected.push(RecordOutcome {
-                        line,
-                        code: "CPR07",
-                        reason: Some(format!(
-                            "the row has {} fields but the header names {} columns",
-                            record.len(),
-                            positions.len()
-                        )),
-                        nhs_number: None,
-                        local_reference: None,
-                    });
+                    let reason = format!(
+                        "the row has {} fields but the header names {} columns",
+                        record.len(),
+                        positions.len()
+                    );
+                    checker.reject(line, "CPR07", reason, &RawRecord::default());
                     continue;
                 }
                 let mut raw = RawRecord::default();
@@ -295,122 +425,214 @@ pub fn parse_csv(bytes: &[u8], la: LaCode, today: Date) -> ParsedUpload {
                 checker.check(line, &raw);
             }
             Err(error) => {
-                let line = lines.line_at(error.position().map_or(0, csv::Position::byte));
-                return checker.malformed(match error.kind() {
-                    csv::ErrorKind::Utf8 { .. } => format!("line {line} is not UTF-8 text"),
-                    _ => format!("the file cannot be read as CSV at line {line}: {error}"),
-                });
+                let line = reader
+                    .get_ref()
+                    .line_at(error.position().map_or(0, csv::Position::byte));
+                return match body_failure(error, limit) {
+                    Ok(error) if matches!(error.kind(), csv::ErrorKind::Utf8 { .. }) => {
+                        checker.malformed(format!("line {line} is not UTF-8 text"))
+                    }
+                    Ok(error) => checker.malformed(format!(
+                        "the file cannot be read as CSV at line {line}: {error}"
+                    )),
+                    Err(failure) => Err(failure),
+                };
             }
         }
     }
-    checker.parsed
+    checker.finish()
 }
 
-/// Turns byte offsets, visited in increasing order, into 1-based line numbers.
-struct LineCounter<'a> {
-    bytes: &'a [u8],
-    counted_to: usize,
-    newlines: u64,
+/// Separates a failure to read the body from a fault in the file.
+fn body_failure(error: csv::Error, limit: u64) -> Result<csv::Error, ReadFailure> {
+    if !error.is_io_error() {
+        return Ok(error);
+    }
+    match error.into_kind() {
+        csv::ErrorKind::Io(error) => Err(read_failure(error, limit)),
+        _ => Err(ReadFailure::Body(io::Error::other(
+            "the body could not be read",
+        ))),
+    }
 }
 
-impl<'a> LineCounter<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+/// Passes bytes through while noting where lines end, so that a record's
+/// byte offset gives its line. The csv crate's own line numbers drift on
+/// CRLF files. Only the line ends the csv reader has read ahead of the
+/// record in hand are kept, so memory stays bounded by its buffer.
+struct LineCounter<R> {
+    inner: R,
+    read: u64,
+    ahead: RefCell<VecDeque<u64>>,
+    passed: Cell<u64>,
+}
+
+impl<R> LineCounter<R> {
+    fn new(inner: R) -> Self {
         LineCounter {
-            bytes,
-            counted_to: 0,
-            newlines: 0,
+            inner,
+            read: 0,
+            ahead: RefCell::new(VecDeque::new()),
+            passed: Cell::new(0),
         }
     }
 
-    /// The line of the record starting at `offset`. After a CRLF the csv
-    /// crate reports the record as starting at the `\n`, so that byte is
-    /// counted too.
-    fn line_at(&mut self, offset: u64) -> u64 {
-        let offset = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1)
-            .min(self.bytes.len());
-        if offset > self.counted_to {
-            self.newlines += self.bytes[self.counted_to..offset]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count() as u64;
-            self.counted_to = offset;
+    /// The line of the record starting at `offset`, for offsets visited in
+    /// increasing order. After a CRLF the csv crate reports the record as
+    /// starting at the `\n`, so that byte is counted too.
+    fn line_at(&self, offset: u64) -> u64 {
+        let mut ahead = self.ahead.borrow_mut();
+        while ahead.front().is_some_and(|&end| end <= offset) {
+            ahead.pop_front();
+            self.passed.set(self.passed.get() + 1);
         }
-        self.newlines + 1
+        self.passed.get() + 1
     }
 }
 
-/// Checks a JSON file: `{"mode": ..., "records": [{the same fields}]}`,
-/// every value a string (or null for an absent optional field).
-pub fn parse_json(bytes: &[u8], la: LaCode, today: Date) -> ParsedUpload {
-    let mut checker = Checker::new(la, today);
-    let document: Map<String, Value> = match serde_json::from_slice(bytes) {
-        Ok(document) => document,
-        Err(error) => {
-            return checker.malformed(format!(
-                "the body is not a JSON object {{\"mode\": ..., \"records\": [...]}}: {error}"
-            ));
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        let ahead = self.ahead.get_mut();
+        for (at, _) in buf[..read].iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            ahead.push_back(self.read + at as u64);
         }
-    };
-    if let Some(unknown) = document
-        .keys()
-        .find(|key| *key != "mode" && *key != "records")
-    {
-        return checker.malformed(format!(
-            "the body has the field {unknown:?}; only \"mode\" and \"records\" may be sent"
-        ));
+        self.read += read as u64;
+        Ok(read)
     }
-    match document.get("mode") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(mode)) => checker.parsed.mode = Some(mode.clone()),
-        Some(_) => return checker.malformed("\"mode\" must be \"changes\" or \"snapshot\"".into()),
+}
+
+/// Checks a JSON file as it is read: `{"mode": ..., "records": [{the same
+/// fields}]}`, every value a string (or null for an absent optional field).
+/// Reading stops at `limit` bytes.
+pub fn parse_json(
+    input: impl Read,
+    limit: u64,
+    la: LaCode,
+    today: Date,
+    list_accepted: bool,
+) -> Result<ParsedUpload, ReadFailure> {
+    let mut checker = Checker::new(la, today, list_accepted)?;
+    let input = BufReader::with_capacity(64 * 1024, Limited::new(input, limit));
+    let mut deserializer = serde_json::Deserializer::from_reader(input);
+    let outcome = Document(&mut checker)
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end());
+    match outcome {
+        Ok(()) => checker.finish(),
+        Err(error) => match error.io_error_kind() {
+            Some(io::ErrorKind::FileTooLarge) => Err(ReadFailure::TooLarge { limit }),
+            Some(kind) => Err(ReadFailure::Body(io::Error::new(kind, error.to_string()))),
+            None => checker.malformed(format!(
+                "the body is not a JSON object {{\"mode\": ..., \"records\": [...]}}: {error}"
+            )),
+        },
     }
-    let Some(Value::Array(records)) = document.get("records") else {
-        return checker.malformed("the body needs a \"records\" array".into());
-    };
-    let mut raws = Vec::with_capacity(records.len());
-    for (index, record) in records.iter().enumerate() {
-        let line = index as u64 + 1;
-        let Value::Object(fields) = record else {
-            return checker.malformed(format!("record {line} is not an object"));
-        };
-        let mut raw = RawRecord::default();
-        let mut type_error = None;
-        for (name, value) in fields {
-            let Some(column) = COLUMNS.iter().position(|known| known == name) else {
-                return checker.malformed(format!(
-                    "record {line} has the field {name:?}, which may not be sent; the fields are {}",
-                    COLUMNS.join(", ")
-                ));
-            };
-            match value {
-                Value::String(text) => raw.values[column] = Some(text.clone()),
-                Value::Null => {}
-                _ => type_error = Some(format!("{name} must be a string")),
+}
+
+/// The JSON document, visited key by key so that records are checked as
+/// they arrive.
+struct Document<'a>(&'a mut Checker);
+
+impl<'de> DeserializeSeed<'de> for Document<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Document<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object with \"mode\" and \"records\"")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut has_records = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "mode" => match map.next_value::<Value>()? {
+                    Value::Null => {}
+                    Value::String(mode) => self.0.parsed.mode = Some(mode),
+                    _ => {
+                        return Err(de::Error::custom(
+                            "\"mode\" must be \"changes\" or \"snapshot\"",
+                        ));
+                    }
+                },
+                "records" => {
+                    map.next_value_seed(Records(self.0))?;
+                    has_records = true;
+                }
+                unknown => {
+                    return Err(de::Error::custom(format!(
+                        "the body has the field {unknown:?}; only \"mode\" and \"records\" may be sent"
+                    )));
+                }
             }
         }
-        raws.push((line, raw, type_error));
-    }
-    for (line, raw, type_error) in raws {
-        match type_error {
-            Some(reason) => checker.parsed.rejected.push(RecordOutcome {
-                line,
-                code: "CPR07",
-                reason: Some(reason),
-                nhs_number: raw.get(0).map(str::to_owned),
-                local_reference: raw.get(6).map(str::to_owned),
-            }),
-            None => checker.check(line, &raw),
+        if has_records {
+            Ok(())
+        } else {
+            Err(de::Error::custom("the body needs a \"records\" array"))
         }
     }
-    checker.parsed
+}
+
+struct Records<'a>(&'a mut Checker);
+
+impl<'de> DeserializeSeed<'de> for Records<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Records<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a \"records\" array of objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut records: A) -> Result<(), A::Error> {
+        let mut line = 0u64;
+        while let Some(record) = records.next_element::<Value>()? {
+            line += 1;
+            let Value::Object(fields) = record else {
+                return Err(de::Error::custom(format!("record {line} is not an object")));
+            };
+            let mut raw = RawRecord::default();
+            let mut type_error = None;
+            for (name, value) in fields {
+                let Some(column) = COLUMNS.iter().position(|known| *known == name) else {
+                    return Err(de::Error::custom(format!(
+                        "record {line} has the field {name:?}, which may not be sent; the fields are {}",
+                        COLUMNS.join(", ")
+                    )));
+                };
+                match value {
+                    Value::String(text) => raw.values[column] = Some(text),
+                    Value::Null => {}
+                    _ => type_error = Some(format!("{name} must be a string")),
+                }
+            }
+            match type_error {
+                Some(reason) => self.0.reject(line, "CPR07", reason, &raw),
+                None => self.0.check(line, &raw),
+            }
+        }
+        Ok(())
+    }
 }
 
 fn file_code(parsed: &ParsedUpload) -> &'static str {
     match (
         parsed.malformed.is_some(),
-        parsed.accepted.len(),
+        parsed.accepted,
         parsed.rejected.len(),
     ) {
         (true, _, _) => "CPF01",
@@ -445,13 +667,15 @@ impl<S: Store> Cpis<S> {
         }
         let today = self.clock.today();
         let (la, format, body) = (request.la, request.format, request.body);
-        // Checking a large file is seconds of CPU: keep it off the async workers.
+        let (limit, list_accepted) = (self.limits.upload_bytes as u64, request.list_accepted);
+        // Reading and checking a large file is seconds of blocking work:
+        // keep it off the async workers.
         let mut parsed = tokio::task::spawn_blocking(move || match format {
-            UploadFormat::Csv => parse_csv(&body, la, today),
-            UploadFormat::Json => parse_json(&body, la, today),
+            UploadFormat::Csv => parse_csv(body, limit, la, today, list_accepted),
+            UploadFormat::Json => parse_json(body, limit, la, today, list_accepted),
         })
         .await
-        .map_err(|error| CoreError::Internal(format!("the upload check failed: {error}")))?;
+        .map_err(|error| CoreError::Internal(format!("the upload check failed: {error}")))??;
 
         let body_mode = parsed.mode.as_deref().map(|text| {
             UploadMode::parse(text)
@@ -475,8 +699,10 @@ impl<S: Store> Cpis<S> {
             (None, None) => UploadMode::Changes,
         };
         if parsed.malformed.is_some() {
-            parsed.accepted.clear();
-            parsed.rejected.clear();
+            parsed = ParsedUpload {
+                malformed: parsed.malformed,
+                ..ParsedUpload::default()
+            };
         }
 
         let code = file_code(&parsed);
@@ -490,14 +716,8 @@ impl<S: Store> Cpis<S> {
             }],
             None => parsed.rejected.clone(),
         };
-        if request.list_accepted {
-            records.extend(parsed.accepted.iter().map(|(line, plan)| RecordOutcome {
-                line: *line,
-                code: "CPR06",
-                reason: None,
-                nhs_number: Some(plan.nhs_number().digits()),
-                local_reference: plan.local_reference().map(|r| r.as_str().to_owned()),
-            }));
+        if list_accepted {
+            records.append(&mut parsed.accepted_records);
             records.sort_by_key(|record| record.line);
         }
         // A snapshot with rejected rows withdraws nothing: the plan on a
@@ -513,22 +733,24 @@ impl<S: Store> Cpis<S> {
             received_at: self.clock.now(),
             mode: mode.code().to_owned(),
             file_code: code.to_owned(),
-            accepted: parsed.accepted.len() as u64,
+            accepted: parsed.accepted,
             rejected: parsed.rejected.len() as u64,
             withdrawn: 0,
             idempotency_key: request.idempotency_key.clone(),
             records: serde_json::to_value(&records)
                 .map_err(|error| CoreError::Internal(error.to_string()))?,
         };
-        let applies =
-            parsed.malformed.is_none() && (!parsed.accepted.is_empty() || snapshot.is_some());
-        let batch = applies.then(|| PlanBatch {
-            la,
-            batch_id: upload.id,
-            plans: parsed.accepted.into_iter().map(|(_, plan)| plan).collect(),
-            snapshot,
-            at: upload.received_at,
-        });
+        let applies = parsed.malformed.is_none() && (parsed.accepted > 0 || snapshot.is_some());
+        let batch = match parsed.plans {
+            Some(spool) if applies => Some(PlanBatch {
+                la,
+                batch_id: upload.id,
+                plans: Plans::Spooled(spool),
+                snapshot,
+                at: upload.received_at,
+            }),
+            _ => None,
+        };
         match self.store.record_upload(upload, batch).await {
             Ok(kept) => {
                 tracing::info!(la = %la, id = %kept.id, file_code = code, accepted = kept.accepted, rejected = kept.rejected, withdrawn = kept.withdrawn, "upload recorded");
@@ -606,19 +828,39 @@ mod tests {
         parsed.rejected.iter().map(|r| (r.line, r.code)).collect()
     }
 
+    fn csv(text: &[u8]) -> ParsedUpload {
+        parse_csv(text, 1 << 20, la(), TODAY, true).unwrap()
+    }
+
+    fn json(text: &[u8]) -> ParsedUpload {
+        parse_json(text, 1 << 20, la(), TODAY, true).unwrap()
+    }
+
+    fn accepted_lines(parsed: &ParsedUpload) -> Vec<u64> {
+        parsed.accepted_records.iter().map(|r| r.line).collect()
+    }
+
+    fn spooled(parsed: ParsedUpload) -> Vec<Plan> {
+        let plans = Plans::Spooled(parsed.plans.unwrap());
+        let mut chunks = plans.chunks(100).unwrap();
+        let mut all = Vec::new();
+        while let Some(chunk) = chunks.next_chunk().unwrap() {
+            all.extend_from_slice(&chunk);
+        }
+        all
+    }
+
     #[test]
     fn a_good_csv_in_any_column_order_with_bom_and_crlf() {
         let csv = "\u{FEFF}plan_type,start_date,nhs_number,local_reference\r\nCPP,2026-01-05,943 476 5919,CP-1\r\nLAC,2025-06-01,9990000018,\r\n";
-        let parsed = parse_csv(csv.as_bytes(), la(), TODAY);
+        let parsed = self::csv(csv.as_bytes());
         assert_eq!(parsed.malformed, None);
-        assert_eq!(parsed.accepted.len(), 2);
-        assert_eq!(parsed.accepted[0].0, 2, "the header is line 1");
-        assert_eq!(
-            parsed.accepted[0].1.local_reference().unwrap().as_str(),
-            "CP-1"
-        );
-        assert_eq!(parsed.accepted[1].1.local_reference(), None);
+        assert_eq!(parsed.accepted, 2);
+        assert_eq!(accepted_lines(&parsed), vec![2, 3], "the header is line 1");
         assert_eq!(file_code(&parsed), "CPF02");
+        let plans = spooled(parsed);
+        assert_eq!(plans[0].local_reference().unwrap().as_str(), "CP-1");
+        assert_eq!(plans[1].local_reference(), None);
     }
 
     #[test]
@@ -637,16 +879,9 @@ mod tests {
             9990000077,CPP\n\
             9990000085,UCPP,2026-10-01,,,2027-01-01,unborn-ok\n\
             9990000093,CPP,,,,,no-start\n";
-        let parsed = parse_csv(csv.as_bytes(), la(), TODAY);
+        let parsed = self::csv(csv.as_bytes());
         assert_eq!(parsed.malformed, None);
-        assert_eq!(
-            parsed
-                .accepted
-                .iter()
-                .map(|(line, _)| *line)
-                .collect::<Vec<_>>(),
-            vec![2, 13]
-        );
+        assert_eq!(accepted_lines(&parsed), vec![2, 13]);
         assert_eq!(
             codes(&parsed),
             vec![
@@ -697,10 +932,10 @@ mod tests {
     #[test]
     fn a_malformed_csv_applies_nothing() {
         let check = |csv: &[u8], expected: &str| {
-            let parsed = parse_csv(csv, la(), TODAY);
+            let parsed = self::csv(csv);
             let reason = parsed.malformed.clone().unwrap_or_default();
             assert!(reason.contains(expected), "{reason:?} lacks {expected:?}");
-            assert!(parsed.accepted.is_empty() && parsed.rejected.is_empty());
+            assert!(parsed.accepted == 0 && parsed.rejected.is_empty() && parsed.plans.is_none());
             assert_eq!(file_code(&parsed), "CPF01");
         };
         check(
@@ -718,11 +953,7 @@ mod tests {
 
     #[test]
     fn all_rejected_is_cpf04() {
-        let parsed = parse_csv(
-            b"nhs_number,plan_type,start_date\n123,CPP,2026-01-05\n",
-            la(),
-            TODAY,
-        );
+        let parsed = csv(b"nhs_number,plan_type,start_date\n123,CPP,2026-01-05\n");
         assert_eq!(file_code(&parsed), "CPF04");
     }
 
@@ -733,21 +964,83 @@ mod tests {
             {"nhs_number": "9434765918", "plan_type": "CPP", "start_date": "2026-01-05"},
             {"nhs_number": 9990000018u64, "plan_type": "LAC", "start_date": "2026-01-05"}
         ]});
-        let parsed = parse_json(body.to_string().as_bytes(), la(), TODAY);
+        let parsed = json(body.to_string().as_bytes());
         assert_eq!(parsed.mode.as_deref(), Some("snapshot"));
-        assert_eq!(parsed.accepted.len(), 1);
+        assert_eq!(parsed.accepted, 1);
         assert_eq!(codes(&parsed), vec![(2, "CPR04"), (3, "CPR07")]);
         let extra = json!({"records": [{"nhs_number": "9434765919", "plan_type": "CPP", "start_date": "2026-01-05", "reason": "neglect"}]});
-        let parsed = parse_json(extra.to_string().as_bytes(), la(), TODAY);
+        let parsed = json(extra.to_string().as_bytes());
         assert!(
             parsed
                 .malformed
                 .unwrap()
                 .contains("\"reason\", which may not be sent")
         );
-        let parsed = parse_json(b"[1,2]", la(), TODAY);
+        let parsed = json(b"[1,2]");
         assert!(parsed.malformed.is_some());
-        let parsed = parse_json(br#"{"records": [], "extra": 1}"#, la(), TODAY);
+        let parsed = json(br#"{"records": [], "extra": 1}"#);
         assert!(parsed.malformed.unwrap().contains("\"extra\""));
+        let parsed = json(br#"{"mode": "changes"}"#);
+        assert!(
+            parsed
+                .malformed
+                .unwrap()
+                .contains("needs a \"records\" array")
+        );
+        let parsed = json(br#"{"records": [{"nhs_number": "9434765919"}, 7]}"#);
+        assert!(
+            parsed
+                .malformed
+                .unwrap()
+                .contains("record 2 is not an object")
+        );
+        let parsed = json(br#"{"records": []} trailing"#);
+        assert!(parsed.malformed.is_some());
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_too_large_not_malformed() {
+        let body = b"nhs_number,plan_type,start_date\n9434765919,CPP,2026-01-05\n";
+        let exact = body.len() as u64;
+        assert!(parse_csv(&body[..], exact, la(), TODAY, false).is_ok());
+        assert!(matches!(
+            parse_csv(&body[..], exact - 1, la(), TODAY, false),
+            Err(ReadFailure::TooLarge { limit }) if limit == exact - 1
+        ));
+        let json_body = br#"{"records": [{"nhs_number": "9434765919", "plan_type": "CPP", "start_date": "2026-01-05"}]}"#;
+        assert!(matches!(
+            parse_json(&json_body[..], 20, la(), TODAY, false),
+            Err(ReadFailure::TooLarge { limit: 20 })
+        ));
+    }
+
+    #[test]
+    fn lines_are_counted_across_reads_of_any_size() {
+        // A reader that hands over three bytes at a time, as a slow network would.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(3).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut text = String::from("nhs_number,plan_type,start_date\r\n");
+        for n in 0..2000 {
+            if n == 1500 {
+                text.push_str("\"999 000 0018\",CPP,\"2026-01-05\"\r\n\r\n");
+            }
+            text.push_str(if n % 2 == 0 {
+                "9434765919,CPP,2026-01-05\r\n"
+            } else {
+                "123,CPP,2026-01-05\n"
+            });
+        }
+        let parsed = parse_csv(Trickle(text.as_bytes()), 1 << 20, la(), TODAY, true).unwrap();
+        assert_eq!(accepted_lines(&parsed), vec![2, 1502]);
+        assert_eq!(parsed.rejected[0].line, 3);
+        let last = parsed.rejected.last().unwrap();
+        assert_eq!((last.line, last.code), (2003, "CPR04"));
     }
 }

@@ -33,7 +33,7 @@ pub enum HttpError {
     },
     /// 413: a body over the configured limit (in bytes).
     #[error("the file is larger than the limit of {} MiB; split it into smaller files, or ask the operator to raise upload_limit_mb", .0 / (1024 * 1024))]
-    TooLarge(usize),
+    TooLarge(u64),
     /// 415: a body in a format the route does not take.
     #[error("send the file as text/csv or application/json")]
     UnsupportedMediaType,

@@ -3,18 +3,22 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, to_bytes};
+use std::io;
+
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use cpis_core::Cpis;
 use cpis_core::identity::own_la;
 use cpis_core::upload::{UploadFormat, UploadMode, UploadRequest, acknowledgement_json};
+use cpis_core::{CoreError, Cpis};
 use cpis_store::Store;
+use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::json;
+use tokio_util::io::{StreamReader, SyncIoBridge};
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -88,21 +92,24 @@ pub(crate) async fn upload<S: Store>(
                 .map_err(|_| HttpError::invalid("the Idempotency-Key header is not text"))
         })
         .transpose()?;
-    let limit = app.limits().upload_bytes;
-    let body = to_bytes(body, limit)
-        .await
-        .map_err(|_| HttpError::TooLarge(limit))?;
+    // The body is read as it arrives, on the blocking thread that checks it.
+    let stream = body.into_data_stream().map_err(io::Error::other);
+    let body = SyncIoBridge::new(StreamReader::new(stream));
     let outcome = app
         .upload(UploadRequest {
             la,
             format,
-            body: body.to_vec(),
+            body: Box::new(body),
             mode,
             force: query.force.unwrap_or(false),
             idempotency_key,
             list_accepted,
         })
-        .await?;
+        .await
+        .map_err(|error| match error {
+            CoreError::TooLarge { limit } => HttpError::TooLarge(limit),
+            error => error.into(),
+        })?;
     let ack = &outcome.acknowledgement;
     let status = if ack.file_code == "CPF01" {
         StatusCode::BAD_REQUEST

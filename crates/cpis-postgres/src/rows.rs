@@ -153,20 +153,6 @@ pub(crate) async fn apply_plans(
         None => 0,
     };
 
-    // One statement cannot touch a row twice, so a plan sent twice in one
-    // batch keeps its last version, as applying the rows in order would.
-    let mut last_of_key: HashMap<&PlanKey, usize> = HashMap::with_capacity(batch.plans.len());
-    for (index, plan) in batch.plans.iter().enumerate() {
-        last_of_key.insert(plan.key(), index);
-    }
-    let distinct: Vec<&Plan> = batch
-        .plans
-        .iter()
-        .enumerate()
-        .filter(|(index, plan)| last_of_key.get(plan.key()) == Some(index))
-        .map(|(_, plan)| plan)
-        .collect();
-
     let upsert = tx
         .prepare_cached(
             "INSERT INTO plan (nhs_number, la_code, plan_type, start_date, end_date, delete_date,
@@ -183,7 +169,23 @@ pub(crate) async fn apply_plans(
         .await
         .db()?;
     let updated_at = micros(batch.at);
-    for chunk in distinct.chunks(UPSERT_CHUNK) {
+    let mut chunks = batch.plans.chunks(UPSERT_CHUNK)?;
+    // Reading a chunk of a spool is a short read of a file just written,
+    // in the page cache: not worth a trip to the blocking pool.
+    while let Some(chunk) = chunks.next_chunk()? {
+        // One statement cannot touch a row twice, so a plan sent twice in
+        // one chunk keeps its last version, as applying the rows in order
+        // would; a later chunk's statement updates it again.
+        let mut last_of_key: HashMap<&PlanKey, usize> = HashMap::with_capacity(chunk.len());
+        for (index, plan) in chunk.iter().enumerate() {
+            last_of_key.insert(plan.key(), index);
+        }
+        let chunk: Vec<&Plan> = chunk
+            .iter()
+            .enumerate()
+            .filter(|(index, plan)| last_of_key.get(plan.key()) == Some(index))
+            .map(|(_, plan)| plan)
+            .collect();
         let numbers: Vec<i64> = chunk.iter().map(|p| nhs(p.nhs_number())).collect();
         let types: Vec<&str> = chunk.iter().map(|p| p.plan_type().code()).collect();
         let starts: Vec<Date> = chunk.iter().map(|p| p.start_date()).collect();
@@ -218,7 +220,7 @@ pub(crate) async fn apply_plans(
     let inserted = after.saturating_sub(before);
     let mut applied = AppliedPlans {
         inserted,
-        updated: (batch.plans.len() as u64).saturating_sub(inserted),
+        updated: batch.plans.len().saturating_sub(inserted),
         withdrawn: 0,
     };
 

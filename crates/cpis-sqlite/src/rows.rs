@@ -181,27 +181,30 @@ pub(crate) fn apply_plans(conn: &Connection, batch: &PlanBatch) -> StoreResult<A
                  batch_id = excluded.batch_id, updated_at = excluded.updated_at",
         )
         .db()?;
-    for plan in &batch.plans {
-        upsert
-            .execute(params![
-                nhs(plan.nhs_number()),
-                la,
-                plan.plan_type().code(),
-                format_iso_date(plan.start_date()),
-                plan.end_date().map(format_iso_date),
-                plan.delete_date().map(format_iso_date),
-                plan.expected_delivery_date().map(format_iso_date),
-                plan.local_reference().map(LocalReference::as_str),
-                batch_id,
-                updated_at,
-            ])
-            .db()?;
+    let mut chunks = batch.plans.chunks(4096)?;
+    while let Some(chunk) = chunks.next_chunk()? {
+        for plan in chunk.iter() {
+            upsert
+                .execute(params![
+                    nhs(plan.nhs_number()),
+                    la,
+                    plan.plan_type().code(),
+                    format_iso_date(plan.start_date()),
+                    plan.end_date().map(format_iso_date),
+                    plan.delete_date().map(format_iso_date),
+                    plan.expected_delivery_date().map(format_iso_date),
+                    plan.local_reference().map(LocalReference::as_str),
+                    batch_id,
+                    updated_at,
+                ])
+                .db()?;
+        }
     }
     let after = count_plans(COUNT_ALL, None)?;
     let inserted = after.saturating_sub(before);
     let mut applied = AppliedPlans {
         inserted,
-        updated: (batch.plans.len() as u64).saturating_sub(inserted),
+        updated: batch.plans.len().saturating_sub(inserted),
         withdrawn: 0,
     };
 

@@ -19,8 +19,8 @@ use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::{
-    LaClient, OutboxClaim, OutboxItem, OutboxKind, PlanBatch, PlanPage, Snapshot, Store,
-    StoreError, UploadRecord,
+    LaClient, OutboxClaim, OutboxItem, OutboxKind, PlanBatch, PlanPage, PlanSpoolWriter, Plans,
+    Snapshot, Store, StoreError, UploadRecord,
 };
 
 /// A store under test, and whatever must live as long as it (a temporary
@@ -42,6 +42,7 @@ macro_rules! conformance_tests {
             a_batch_with_a_foreign_or_unknown_la_changes_nothing,
             snapshots_withdraw_absent_plans_within_their_guard,
             plans_of_an_la_come_in_pages,
+            a_spooled_batch_applies_like_a_listed_one,
             access_records_and_their_outbox_items_commit_together,
             a_failed_access_write_leaves_nothing,
             outbox_items_are_claimed_by_one_node_at_a_time,
@@ -116,7 +117,7 @@ fn batch(la: &str, plans: Vec<Plan>, snapshot: Option<Snapshot>) -> PlanBatch {
     PlanBatch {
         la: LaCode::parse(la).unwrap(),
         batch_id: Uuid::now_v7(),
-        plans,
+        plans: plans.into(),
         snapshot,
         at: AT,
     }
@@ -478,6 +479,69 @@ pub async fn plans_of_an_la_come_in_pages<S: Store>(store: Arc<S>) {
         .await
         .unwrap();
     assert!(none.is_empty());
+}
+
+/// A large upload's plans come from a spool on disk, read in chunks; the
+/// store must apply every chunk in the one transaction.
+pub async fn a_spooled_batch_applies_like_a_listed_one<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let spool = |la: &str, plans: &[Plan]| {
+        let mut writer = PlanSpoolWriter::new(LaCode::parse(la).unwrap()).unwrap();
+        for plan in plans {
+            writer.push(plan).unwrap();
+        }
+        Plans::Spooled(writer.finish().unwrap())
+    };
+    // More than one chunk in every backend.
+    let plans: Vec<Plan> = (0..12_001)
+        .map(|i| {
+            test_plan(
+                "E10000016",
+                test_nhs_number(10_000 + i),
+                PlanType::ALL[i as usize % 3],
+                date!(2025 - 03 - 01),
+            )
+        })
+        .collect();
+    let applied = store
+        .apply_plans(PlanBatch {
+            la: LaCode::parse("E10000016").unwrap(),
+            batch_id: Uuid::now_v7(),
+            plans: spool("E10000016", &plans),
+            snapshot: Some(Snapshot {
+                withdraw_on: TODAY,
+                max_withdraw_percent: Some(10),
+            }),
+            at: AT,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (applied.inserted, applied.updated, applied.withdrawn),
+        (12_001, 0, 0)
+    );
+    let found = store
+        .plans_for_nhs_number(test_nhs_number(10_000 + 12_000))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].0, plans[12_000]);
+
+    // A spool of one LA's plans sent as another's changes nothing.
+    let refused = store
+        .apply_plans(PlanBatch {
+            la: LaCode::parse("E09000007").unwrap(),
+            batch_id: Uuid::now_v7(),
+            plans: spool("E10000016", &plans[..3]),
+            snapshot: None,
+            at: AT,
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.counts().await.unwrap().plans, 12_001);
 }
 
 pub async fn access_records_and_their_outbox_items_commit_together<S: Store>(store: Arc<S>) {

@@ -6,6 +6,9 @@
 
 pub mod conformance;
 pub mod encoding;
+mod plans;
+
+pub use plans::{Chunks, PlanSpool, PlanSpoolWriter, Plans};
 
 use std::future::Future;
 
@@ -48,14 +51,14 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// One batch of plans from one local authority, applied all or nothing.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PlanBatch {
     pub la: LaCode,
     /// Marks every plan the batch touches; a snapshot withdraws the LA's other plans.
     pub batch_id: Uuid,
     /// Inserted, or updated where a plan with the same [`PlanKey`] exists.
     /// Every plan must belong to `la`.
-    pub plans: Vec<Plan>,
+    pub plans: Plans,
     /// Present for a snapshot: the LA's plans absent from `plans` are withdrawn.
     pub snapshot: Option<Snapshot>,
     pub at: OffsetDateTime,
@@ -64,10 +67,9 @@ pub struct PlanBatch {
 impl PlanBatch {
     /// Refuses a batch carrying another LA's plan: an LA sends its own only.
     pub fn check_one_la(&self) -> StoreResult<()> {
-        match self.plans.iter().find(|plan| plan.la() != self.la) {
+        match self.plans.first_foreign(self.la) {
             Some(foreign) => Err(StoreError::Conflict(format!(
-                "a plan of {} cannot be sent by {}",
-                foreign.la(),
+                "a plan of {foreign} cannot be sent by {}",
                 self.la
             ))),
             None => Ok(()),

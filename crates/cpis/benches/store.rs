@@ -120,7 +120,7 @@ async fn bench_store<S: Store>(
         .apply_plans(PlanBatch {
             la: bulk[0].la(),
             batch_id: Uuid::now_v7(),
-            plans: bulk.to_vec(),
+            plans: bulk.to_vec().into(),
             snapshot: None,
             at: OffsetDateTime::now_utc(),
         })

@@ -8,7 +8,8 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
+use std::path::Path;
 use std::time::Instant;
 
 use cpis_core::Limits;
@@ -31,13 +32,16 @@ fn main() {
     runtime.block_on(run(rows));
 }
 
-/// `rows` distinct plans: every valid 999-range number as a CPP, then as a LAC.
-fn csv(rows: usize) -> Vec<u8> {
+/// Writes `rows` distinct plans to `path`: every valid 999-range number as
+/// a CPP, then as a LAC. Written as it is made, so the benchmark process
+/// never holds the file.
+fn write_csv(path: &Path, rows: usize) -> u64 {
     let numbers: Vec<NhsNumber> = (999_000_000u32..=999_999_999)
         .filter_map(NhsNumber::with_check_digit)
         .collect();
-    let mut out = Vec::with_capacity(rows * 48);
-    out.extend_from_slice(b"nhs_number,plan_type,start_date,end_date,local_reference\n");
+    let mut out = BufWriter::new(std::fs::File::create(path).unwrap());
+    out.write_all(b"nhs_number,plan_type,start_date,end_date,local_reference\n")
+        .unwrap();
     for i in 0..rows {
         let number = numbers[i % numbers.len()];
         let plan_type = if i < numbers.len() { "CPP" } else { "LAC" };
@@ -55,17 +59,19 @@ fn csv(rows: usize) -> Vec<u8> {
         )
         .unwrap();
     }
-    out
+    out.flush().unwrap();
+    std::fs::metadata(path).unwrap().len()
 }
 
 async fn run(rows: usize) {
-    let file = csv(rows);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plans.csv");
+    let size = write_csv(&file, rows);
     println!(
         "# LA upload benchmark: {rows} rows, {:.1} MB of CSV",
-        file.len() as f64 / 1e6
+        size as f64 / 1e6
     );
-    let dir = tempfile::tempdir().unwrap();
-    let reference = common::sqlite3_import(dir.path(), &file, None);
+    let reference = common::sqlite3_import_file(dir.path(), &file, None);
     println!(
         "reference: sqlite3 .import of the same file into a bare table (WAL, synchronous=FULL): {reference:.2} s"
     );
@@ -73,30 +79,31 @@ async fn run(rows: usize) {
     let data = dir.path().join("cpis");
     std::fs::create_dir_all(&data).unwrap();
     let store = SqliteStore::open(&data).unwrap();
+    common::reset_peak_memory();
     let secs = upload_through_http(store, &file).await;
     println!(
-        "embedded SQLite: {secs:.2} s end to end ({:.0} rows/s); ratio to sqlite3 .import: {:.2}",
+        "embedded SQLite: {secs:.2} s end to end ({:.0} rows/s); ratio to sqlite3 .import: {:.2}; peak memory, client and server together (VmHWM): {}",
         rows as f64 / secs,
-        reference / secs
+        reference / secs,
+        common::peak_memory()
     );
     match TestSchema::new("the upload benchmark") {
         Some(schema) => {
-            let secs = upload_through_http(schema.store().await, &file).await;
+            let store = schema.store().await;
+            common::reset_peak_memory();
+            let secs = upload_through_http(store, &file).await;
             println!(
-                "PostgreSQL: {secs:.2} s end to end ({:.0} rows/s); ratio to sqlite3 .import: {:.2}",
+                "PostgreSQL: {secs:.2} s end to end ({:.0} rows/s); ratio to sqlite3 .import: {:.2}; peak memory (VmHWM): {}",
                 rows as f64 / secs,
-                reference / secs
+                reference / secs,
+                common::peak_memory()
             );
         }
         None => println!("PostgreSQL: skipped (set CPIS_TEST_DATABASE_URL)"),
     }
-    println!(
-        "peak memory of this process, client and server together (VmHWM): {}",
-        common::peak_memory()
-    );
 }
 
-async fn upload_through_http<S: Store>(store: S, file: &[u8]) -> f64 {
+async fn upload_through_http<S: Store>(store: S, file: &Path) -> f64 {
     let limits = Limits {
         upload_bytes: 1 << 30,
     };
@@ -105,8 +112,11 @@ async fn upload_through_http<S: Store>(store: S, file: &[u8]) -> f64 {
     tokio::spawn(cpis::serve(listener, app, async {
         let _ = stopped.await;
     }));
-    let body = file.to_vec();
     let started = Instant::now();
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+        tokio::fs::File::open(file).await.unwrap(),
+        256 * 1024,
+    ));
     let response = reqwest::Client::new()
         .post(format!("{url}/la/v1/uploads"))
         .bearer_auth(token)

@@ -134,7 +134,7 @@ pub async fn run(args: UploadArgs) -> Result<UploadExit, UploadFailure> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let ticker = progress.clone();
-    let chunks = tokio_util_like::chunks(file).map(move |chunk| {
+    let chunks = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |chunk| {
         if let Ok(bytes) = &chunk {
             ticker.inc(bytes.len() as u64);
         }
@@ -276,25 +276,4 @@ pub fn summary(ack: &Value) -> String {
         ));
     }
     text
-}
-
-/// Reads a file as a stream of chunks for a streamed request body.
-mod tokio_util_like {
-    use futures_util::Stream;
-    use tokio::io::AsyncReadExt;
-
-    pub fn chunks(file: tokio::fs::File) -> impl Stream<Item = std::io::Result<Vec<u8>>> {
-        futures_util::stream::unfold(Some(file), |file| async move {
-            let mut file = file?;
-            let mut buffer = vec![0u8; 256 * 1024];
-            match file.read(&mut buffer).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buffer.truncate(n);
-                    Some((Ok(buffer), Some(file)))
-                }
-                Err(error) => Some((Err(error), None)),
-            }
-        })
-    }
 }

@@ -18,8 +18,18 @@ use cpis_store::Store;
 pub fn sqlite3_import(dir: &std::path::Path, csv: &[u8], create_table: Option<&str>) -> f64 {
     let file = dir.join("reference.csv");
     std::fs::write(&file, csv).unwrap();
+    sqlite3_import_file(dir, &file, create_table)
+}
+
+/// `sqlite3 .import` of the CSV file at `file`; see [`sqlite3_import`].
+#[allow(dead_code)]
+pub fn sqlite3_import_file(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    create_table: Option<&str>,
+) -> f64 {
     let script = format!(
-        "PRAGMA journal_mode=WAL;\\nPRAGMA synchronous=FULL;\\n{}\\n.mode csv\\n.import {} plan\\n",
+        "PRAGMA journal_mode=WAL;\nPRAGMA synchronous=FULL;\n{}\n.mode csv\n.import {} plan\n",
         create_table.unwrap_or(""),
         file.display()
     );
@@ -67,6 +77,12 @@ pub async fn start_server<S: Store>(
         .unwrap();
     let app = Arc::new(Cpis::new(store, Clock::system(), identity).with_limits(limits));
     (url, token, app, listener)
+}
+
+/// Starts a new peak for [`peak_memory`] (Linux's `clear_refs` value 5).
+#[allow(dead_code)]
+pub fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// The process's peak resident memory (VmHWM).
