@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod identity;
+pub mod notify;
 pub mod query;
 pub mod reference;
 pub mod upload;
@@ -57,6 +58,11 @@ pub struct Clock(Arc<dyn Fn() -> OffsetDateTime + Send + Sync>);
 impl Clock {
     pub fn system() -> Self {
         Clock(Arc::new(OffsetDateTime::now_utc))
+    }
+
+    /// Time from `now`: a clock a test can move forward.
+    pub fn from_fn(now: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(now))
     }
 
     pub fn fixed(at: OffsetDateTime) -> Self {
@@ -114,6 +120,9 @@ pub struct Cpis<S> {
     clock: Clock,
     identity: identity::Identity,
     limits: Limits,
+    notifications: notify::NotificationSettings,
+    /// Woken when a look writes outbox items, so the worker delivers at once.
+    outbox_written: tokio::sync::Notify,
     /// Care settings recently read, so that a query does not read its
     /// caller's organisation from the store twice a request.
     organisations: std::sync::RwLock<
@@ -135,8 +144,19 @@ impl<S: Store> Cpis<S> {
             clock,
             identity,
             limits: Limits::default(),
+            notifications: notify::NotificationSettings::default(),
+            outbox_written: tokio::sync::Notify::new(),
             organisations: std::sync::RwLock::default(),
         }
+    }
+
+    pub fn with_notifications(mut self, settings: notify::NotificationSettings) -> Self {
+        self.notifications = settings;
+        self
+    }
+
+    pub fn notification_settings(&self) -> notify::NotificationSettings {
+        self.notifications
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
@@ -179,20 +199,32 @@ impl<S: Store> Cpis<S> {
         Ok(self.store.purge_ephemeral(self.clock.now()).await?)
     }
 
-    /// Changes an LA's name and telephone numbers.
+    /// Changes an LA's name and telephone numbers, and its repeat-attendance
+    /// rule when one is given (otherwise the rule it has stays).
     pub async fn update_local_authority(
         &self,
         la: cpis_domain::LaCode,
         name: &str,
         emergency_duty_number: &str,
         office_hours_number: &str,
+        repeat_attendance: Option<cpis_domain::RepeatRule>,
     ) -> Result<LocalAuthority, CoreError> {
+        let rule = match repeat_attendance {
+            Some(rule) => rule,
+            None => self
+                .store
+                .local_authority(la)
+                .await?
+                .map(|current| current.repeat_attendance)
+                .unwrap_or_default(),
+        };
         let updated = LocalAuthority::new(
             la,
             name,
             cpis_domain::PhoneNumber::parse(emergency_duty_number)?,
             cpis_domain::PhoneNumber::parse(office_hours_number)?,
-        )?;
+        )?
+        .with_repeat_rule(rule);
         self.store
             .put_local_authorities(vec![updated.clone()])
             .await?;

@@ -5,22 +5,23 @@
 //! one transaction before any plan leaves the server; if they cannot be
 //! written, the answer is "unavailable" and shows nothing (fail closed).
 
-use std::collections::BTreeSet;
-
 use cpis_domain::{
     AccessRecord, LocalAuthority, NhsNumber, OrganisationRef, Permission, Plan, Principal,
-    access_history,
+    access_history, repeat_attendance,
 };
-use cpis_store::{OutboxItem, OutboxKind, Store};
-use serde_json::json;
+use cpis_store::{RepeatAlert, Store};
 use time::Date;
 use uuid::Uuid;
 
-use crate::{CoreError, Cpis};
+use crate::{CoreError, Cpis, notify};
 
 /// How many recent unscheduled accesses are read to build the history: more
 /// than the 25 listed, since a person's repeats within 24 hours are folded.
 const HISTORY_WINDOW: usize = 250;
+
+/// How many recent looks are read to check the repeat-attendance rule: far
+/// more than any child has in a window, so that no organisation is missed.
+const REPEAT_WINDOW_LOOKS: usize = 1_000;
 
 /// What a clinician's query found.
 #[derive(Debug, Clone)]
@@ -62,38 +63,26 @@ impl<S: Store> Cpis<S> {
             returned: plans.iter().map(|(plan, _)| *plan.key()).collect(),
             ..record
         };
-        let outbox = if unscheduled {
-            let owners: BTreeSet<_> = plans.iter().map(|(plan, _)| plan.la()).collect();
-            owners
-                .into_iter()
-                .map(|la| {
-                    let id = Uuid::now_v7();
-                    OutboxItem {
-                        id,
-                        la,
-                        kind: OutboxKind::Access,
-                        payload: json!({
-                            "id": id,
-                            "kind": "access",
-                            "nhs_number": nhs_number.digits(),
-                            "accessed_at": record.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-                            "user_name": record.user_name,
-                            "role": record.role_name,
-                            "organisation_code": record.organisation_code,
-                            "organisation_name": record.organisation_name,
-                            "setting_type": record.setting_type,
-                        }),
-                        created_at: record.at,
-                        attempts: 0,
-                    }
-                })
-                .collect()
+        let mut owners: Vec<&LocalAuthority> = Vec::new();
+        for (_, la) in &plans {
+            if !owners.iter().any(|known| known.code == la.code) {
+                owners.push(la);
+            }
+        }
+        let (outbox, alerts) = if unscheduled && !owners.is_empty() {
+            let outbox = owners
+                .iter()
+                .map(|la| notify::access_item(la.code, &record))
+                .collect();
+            (outbox, self.repeat_alerts(&record, &owners).await?)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
+        let notifies = !outbox.is_empty() || !alerts.is_empty();
         let access_id = record.id;
-        self.store
-            .record_access(record, outbox)
+        let alerted = self
+            .store
+            .record_access(record, outbox, alerts)
             .await
             .map_err(|error| {
                 tracing::error!(%error, "an access could not be recorded; nothing was shown");
@@ -101,6 +90,15 @@ impl<S: Store> Cpis<S> {
                     "the look could not be recorded, so nothing is shown; try again shortly".into(),
                 )
             })?;
+        if alerted > 0 {
+            tracing::info!(
+                alerts = alerted,
+                "repeat attendance alerted to the owning authorities"
+            );
+        }
+        if notifies {
+            self.outbox_written.notify_one();
+        }
         Ok(FlagAnswer {
             plans,
             today,
@@ -126,7 +124,7 @@ impl<S: Store> Cpis<S> {
             .recent_unscheduled_accesses(nhs_number, HISTORY_WINDOW)
             .await?;
         self.store
-            .record_access(record, Vec::new())
+            .record_access(record, Vec::new(), Vec::new())
             .await
             .map_err(|error| {
                 tracing::error!(%error, "a history read could not be recorded; nothing was shown");
@@ -135,6 +133,37 @@ impl<S: Store> Cpis<S> {
                 )
             })?;
         Ok(access_history(&recent).into_iter().cloned().collect())
+    }
+
+    /// The repeat-attendance alerts this look raises: for each owning LA
+    /// whose rule the child's recent unscheduled looks (this one included)
+    /// now meet. The store writes each only if the LA's window allows.
+    ///
+    /// Looks committing at the same moment as this one are not seen here,
+    /// so two simultaneous looks that together reach the count alert at the
+    /// next look rather than at once.
+    async fn repeat_alerts(
+        &self,
+        record: &AccessRecord,
+        owners: &[&LocalAuthority],
+    ) -> Result<Vec<RepeatAlert>, CoreError> {
+        let mut looks = self
+            .store
+            .recent_unscheduled_accesses(record.nhs_number, REPEAT_WINDOW_LOOKS)
+            .await?;
+        looks.push(record.clone());
+        Ok(owners
+            .iter()
+            .filter_map(|la| {
+                let rule = la.repeat_attendance;
+                let attendances = repeat_attendance(&looks, record.at, rule)?;
+                Some(RepeatAlert {
+                    item: notify::repeat_item(la.code, record, rule, &attendances),
+                    nhs_number: record.nhs_number,
+                    not_since: record.at - rule.window(),
+                })
+            })
+            .collect())
     }
 
     async fn access_record(

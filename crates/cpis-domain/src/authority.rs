@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::DomainError;
+use crate::{DomainError, RepeatRule};
 
 /// An English upper-tier authority's ONS GSS code, such as `E09000007`.
 ///
@@ -131,6 +131,9 @@ pub struct LocalAuthority {
     /// The out-of-hours emergency duty team.
     pub emergency_duty_number: PhoneNumber,
     pub office_hours_number: PhoneNumber,
+    /// When the LA is alerted to a child seen at one setting after another.
+    #[serde(default)]
+    pub repeat_attendance: RepeatRule,
 }
 
 impl LocalAuthority {
@@ -154,7 +157,15 @@ impl LocalAuthority {
             name: name.to_owned(),
             emergency_duty_number,
             office_hours_number,
+            repeat_attendance: RepeatRule::default(),
         })
+    }
+
+    pub fn with_repeat_rule(self, repeat_attendance: RepeatRule) -> Self {
+        LocalAuthority {
+            repeat_attendance,
+            ..self
+        }
     }
 }
 

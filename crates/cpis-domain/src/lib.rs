@@ -11,6 +11,7 @@ mod dates;
 mod nhs_number;
 mod organisation;
 mod plan;
+mod repeat;
 mod uk_time;
 
 pub use access::{
@@ -27,6 +28,7 @@ pub use plan::{
     ENDED_PLAN_VISIBLE_DAYS, LocalReference, Plan, PlanFields, PlanKey, PlanType,
     UNBORN_PLAN_VISIBLE_AFTER_DELIVERY_DAYS,
 };
+pub use repeat::{Attendance, RepeatRule, repeat_attendance};
 pub use uk_time::uk_date;
 
 /// Why a value could not be parsed into one of this crate's types.
@@ -60,6 +62,13 @@ pub enum DomainError {
     OdsCode(String),
     #[error("unknown setting type {0:?}")]
     SettingType(String),
+    #[error(
+        "the repeat-attendance rule needs 2 to {max_organisations} organisations within 1 to {max_days} days"
+    )]
+    RepeatRule {
+        max_organisations: u32,
+        max_days: u32,
+    },
     #[error("the {field} must not be empty or longer than {max} characters")]
     Text { field: &'static str, max: usize },
 }

@@ -14,6 +14,7 @@ use axum::{Extension, Json};
 use cpis_core::identity::own_la;
 use cpis_core::upload::{UploadFormat, UploadMode, UploadRequest, acknowledgement_json};
 use cpis_core::{CoreError, Cpis};
+use cpis_domain::RepeatRule;
 use cpis_store::Store;
 use futures_util::TryStreamExt;
 use serde::Deserialize;
@@ -172,6 +173,15 @@ pub(crate) struct Profile {
     name: String,
     emergency_duty_number: String,
     office_hours_number: String,
+    #[serde(default)]
+    repeat_attendance: Option<RepeatRuleBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RepeatRuleBody {
+    organisations: u32,
+    days: u32,
 }
 
 pub(crate) async fn profile<S: Store>(
@@ -195,7 +205,7 @@ pub(crate) async fn update_profile<S: Store>(
     let la = own_la(&caller.principal)?;
     let Json(profile) = body.map_err(|rejection| {
         HttpError::invalid(format!(
-            "send {{\"name\", \"emergency_duty_number\", \"office_hours_number\"}}: {}",
+            "send {{\"name\", \"emergency_duty_number\", \"office_hours_number\"}} and optionally \"repeat_attendance\": {{\"organisations\", \"days\"}}: {}",
             rejection.body_text()
         ))
     })?;
@@ -205,6 +215,11 @@ pub(crate) async fn update_profile<S: Store>(
             &profile.name,
             &profile.emergency_duty_number,
             &profile.office_hours_number,
+            profile
+                .repeat_attendance
+                .map(|rule| RepeatRule::new(rule.organisations, rule.days))
+                .transpose()
+                .map_err(CoreError::from)?,
         )
         .await?;
     Ok(Json(updated).into_response())

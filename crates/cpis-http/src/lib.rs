@@ -13,6 +13,7 @@ mod error;
 mod fhir;
 mod identity;
 mod la;
+mod notifications;
 mod request_id;
 
 use std::future::Future;
@@ -91,7 +92,7 @@ const OWN_LA: Access = Access::Permission(Permission::ManageOwnLa);
 
 fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
     use Access::{Public, SignedIn};
-    use axum::routing::{get, post, put};
+    use axum::routing::{delete, get, post, put};
     let routes = Routes {
         router: Router::new(),
         endpoints: Vec::new(),
@@ -206,6 +207,42 @@ fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
             "/la/v1/uploads/{id}",
             OWN_LA,
             get(la::upload_of::<S>),
+        )
+        .add(
+            Method::GET,
+            "/la/v1/notifications",
+            OWN_LA,
+            get(notifications::feed::<S>),
+        )
+        .add(
+            Method::GET,
+            "/la/v1/webhook",
+            OWN_LA,
+            get(notifications::webhook::<S>),
+        )
+        .add(
+            Method::DELETE,
+            "/la/v1/webhook",
+            OWN_LA,
+            delete(notifications::delete_webhook::<S>),
+        )
+        .add(
+            Method::PUT,
+            "/la/v1/webhook",
+            OWN_LA,
+            put(notifications::put_webhook::<S>),
+        )
+        .add(
+            Method::GET,
+            "/la/v1/webhook/failures",
+            OWN_LA,
+            get(notifications::failures::<S>),
+        )
+        .add(
+            Method::POST,
+            "/la/v1/webhook/replay",
+            OWN_LA,
+            post(notifications::replay::<S>),
         )
 }
 

@@ -13,9 +13,10 @@ pub mod testing;
 use std::time::Duration;
 
 use cpis_domain::{AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan};
+use cpis_store::encoding::{corrupt, from_micros};
 use cpis_store::{
-    AppliedPlans, LaClient, OutboxClaim, OutboxItem, PlanBatch, PlanPage, Store, StoreCounts,
-    StoreError, StoreResult, UploadRecord,
+    AppliedPlans, DeliveryCounts, FailedItem, LaClient, OutboxClaim, OutboxItem, PlanBatch,
+    PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord, Webhook,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use time::OffsetDateTime;
@@ -172,7 +173,8 @@ impl Store for PgStore {
             .query_one(
                 "SELECT (SELECT count(*) FROM local_authority), (SELECT count(*) FROM organisation),
                         (SELECT count(*) FROM plan), (SELECT count(*) FROM access_log),
-                        (SELECT count(*) FROM outbox WHERE delivered_at IS NULL)",
+                        (SELECT count(*) FROM outbox
+                         WHERE push AND delivered_at IS NULL AND failed_at IS NULL)",
                 &[],
             )
             .await
@@ -214,15 +216,23 @@ impl Store for PgStore {
         let tx = client.transaction().await.db()?;
         let insert = tx
             .prepare_cached(
-                "INSERT INTO local_authority (code, name, emergency_duty_number, office_hours_number)
-                 VALUES ($1, $2, $3, $4)
+                "INSERT INTO local_authority (code, name, emergency_duty_number,
+                     office_hours_number, repeat_organisations, repeat_days)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (code) DO UPDATE SET name = excluded.name,
                      emergency_duty_number = excluded.emergency_duty_number,
-                     office_hours_number = excluded.office_hours_number",
+                     office_hours_number = excluded.office_hours_number,
+                     repeat_organisations = excluded.repeat_organisations,
+                     repeat_days = excluded.repeat_days",
             )
             .await
             .db()?;
         for la in &authorities {
+            let rule = la.repeat_attendance;
+            let (organisations, days) = (
+                i32::try_from(rule.organisations).unwrap_or(i32::MAX),
+                i32::try_from(rule.days).unwrap_or(i32::MAX),
+            );
             tx.execute(
                 &insert,
                 &[
@@ -230,6 +240,8 @@ impl Store for PgStore {
                     &la.name,
                     &la.emergency_duty_number.as_str(),
                     &la.office_hours_number.as_str(),
+                    &organisations,
+                    &days,
                 ],
             )
             .await
@@ -242,7 +254,8 @@ impl Store for PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT code, name, emergency_duty_number, office_hours_number
+                "SELECT code, name, emergency_duty_number, office_hours_number,
+                        repeat_organisations, repeat_days
                  FROM local_authority ORDER BY code",
                 &[],
             )
@@ -257,7 +270,8 @@ impl Store for PgStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT code, name, emergency_duty_number, office_hours_number
+                "SELECT code, name, emergency_duty_number, office_hours_number,
+                        repeat_organisations, repeat_days
                  FROM local_authority WHERE code = $1",
                 &[&code.as_str()],
             )
@@ -325,7 +339,8 @@ impl Store for PgStore {
             .prepare_cached(
                 "SELECT p.nhs_number, p.la_code, p.plan_type, p.start_date, p.end_date,
                         p.delete_date, p.expected_delivery_date, p.local_reference,
-                        la.code, la.name, la.emergency_duty_number, la.office_hours_number
+                        la.code, la.name, la.emergency_duty_number, la.office_hours_number,
+                        la.repeat_organisations, la.repeat_days
                  FROM plan p JOIN local_authority la ON la.code = p.la_code
                  WHERE p.nhs_number = $1",
             )
@@ -387,14 +402,39 @@ impl Store for PgStore {
         &self,
         record: AccessRecord,
         outbox: Vec<OutboxItem>,
-    ) -> StoreResult<()> {
+        alerts: Vec<RepeatAlert>,
+    ) -> StoreResult<u64> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.db()?;
         rows::insert_access(&tx, &record).await?;
         for item in &outbox {
             rows::insert_outbox(&tx, item).await?;
         }
-        tx.commit().await.db()
+        let mut written = 0;
+        for alert in &alerts {
+            // The conflicting row is locked and its condition checked again
+            // on its newest version, so two nodes cannot both take a window.
+            let took = tx
+                .execute(
+                    "INSERT INTO repeat_alert (la_code, nhs_number, alerted_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (la_code, nhs_number) DO UPDATE SET alerted_at = excluded.alerted_at
+                     WHERE repeat_alert.alerted_at <= $4",
+                    &[
+                        &alert.item.la.as_str(),
+                        &nhs(alert.nhs_number),
+                        &micros(alert.item.created_at),
+                        &micros(alert.not_since),
+                    ],
+                )
+                .await
+                .db()?;
+            if took > 0 {
+                rows::insert_outbox(&tx, &alert.item).await?;
+                written += 1;
+            }
+        }
+        tx.commit().await.db()?;
+        Ok(written)
     }
 
     async fn recent_unscheduled_accesses(
@@ -429,7 +469,8 @@ impl Store for PgStore {
                 "UPDATE outbox SET claimed_by = $1, lease_until = $2
                  WHERE id IN (
                      SELECT id FROM outbox
-                     WHERE delivered_at IS NULL AND available_at <= $3
+                     WHERE push AND delivered_at IS NULL AND failed_at IS NULL
+                       AND available_at <= $3
                        AND (lease_until IS NULL OR lease_until <= $3)
                      ORDER BY id LIMIT $4
                      FOR UPDATE SKIP LOCKED)
@@ -636,6 +677,240 @@ impl Store for PgStore {
             .await
             .db()?;
         rows.iter().map(rows::upload).collect()
+    }
+
+    async fn notifications(
+        &self,
+        la: LaCode,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, OutboxItem)>> {
+        let mut client = self.client().await?;
+        let unsequenced: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE feed_seq IS NULL)",
+                &[],
+            )
+            .await
+            .db()?
+            .get(0);
+        if unsequenced {
+            // One sequencer at a time numbers what has committed, so every
+            // run's numbers are above the last run's and a reader only ever
+            // sees a prefix of the feed.
+            let tx = client.transaction().await.db()?;
+            let last: i64 = tx
+                .query_one(
+                    "SELECT last FROM outbox_sequencer WHERE id = 1 FOR UPDATE",
+                    &[],
+                )
+                .await
+                .db()?
+                .get(0);
+            let numbered = tx
+                .query(
+                    "WITH waiting AS (
+                         SELECT id, row_number() OVER (ORDER BY id) AS n
+                         FROM outbox WHERE feed_seq IS NULL)
+                     UPDATE outbox SET feed_seq = $1 + waiting.n
+                     FROM waiting WHERE outbox.id = waiting.id
+                     RETURNING waiting.n",
+                    &[&last],
+                )
+                .await
+                .db()?;
+            let highest = numbered
+                .iter()
+                .map(|row| row.get::<_, i64>(0))
+                .max()
+                .unwrap_or(0);
+            tx.execute(
+                "UPDATE outbox_sequencer SET last = $1 WHERE id = 1",
+                &[&(last + highest)],
+            )
+            .await
+            .db()?;
+            tx.commit().await.db()?;
+        }
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT id, la_code, kind, payload, created_at, attempts, feed_seq FROM outbox
+                 WHERE la_code = $1 AND feed_seq > $2 ORDER BY feed_seq LIMIT $3",
+                &[&la.as_str(), &after, &limit],
+            )
+            .await
+            .db()?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get(6).map_err(corrupt)?;
+                Ok((u64::try_from(seq).unwrap_or(0), rows::outbox(row)?))
+            })
+            .collect()
+    }
+
+    async fn put_webhook(&self, webhook: Webhook) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO la_webhook (la_code, url, secret, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (la_code) DO UPDATE SET url = excluded.url,
+                     secret = excluded.secret, created_at = excluded.created_at",
+                &[
+                    &webhook.la.as_str(),
+                    &webhook.url,
+                    &webhook.secret,
+                    &micros(webhook.created_at),
+                ],
+            )
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    async fn webhook(&self, la: LaCode) -> StoreResult<Option<Webhook>> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                "SELECT la_code, url, secret, created_at FROM la_webhook WHERE la_code = $1",
+                &[&la.as_str()],
+            )
+            .await
+            .db()?
+            .as_ref()
+            .map(rows::webhook)
+            .transpose()
+    }
+
+    async fn delete_webhook(&self, la: LaCode) -> StoreResult<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let removed = tx
+            .execute("DELETE FROM la_webhook WHERE la_code = $1", &[&la.as_str()])
+            .await
+            .db()?;
+        tx.execute(
+            "UPDATE outbox SET push = false WHERE la_code = $1 AND push AND delivered_at IS NULL",
+            &[&la.as_str()],
+        )
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        Ok(removed > 0)
+    }
+
+    async fn park_outbox(
+        &self,
+        node: &str,
+        id: Uuid,
+        at: OffsetDateTime,
+        error: &str,
+    ) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, failed_at = $1, last_error = $2,
+                     claimed_by = NULL, lease_until = NULL
+                 WHERE id = $3 AND claimed_by = $4 AND delivered_at IS NULL",
+                &[&micros(at), &error, &id, &node],
+            )
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    async fn failed_outbox(&self, la: LaCode, limit: usize) -> StoreResult<Vec<FailedItem>> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT id, la_code, kind, payload, created_at, attempts, failed_at, last_error
+                 FROM outbox WHERE la_code = $1 AND failed_at IS NOT NULL
+                 ORDER BY failed_at DESC, id DESC LIMIT $2",
+                &[&la.as_str(), &limit],
+            )
+            .await
+            .db()?;
+        rows.iter()
+            .map(|row| {
+                Ok(FailedItem {
+                    item: rows::outbox(row)?,
+                    failed_at: from_micros(row.try_get(6).map_err(corrupt)?)?,
+                    last_error: row.try_get(7).map_err(corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn replay_outbox(
+        &self,
+        la: LaCode,
+        ids: Option<Vec<Uuid>>,
+        at: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        let client = self.client().await?;
+        const REPLAY: &str = "UPDATE outbox SET failed_at = NULL, attempts = 0, available_at = $2
+             WHERE la_code = $1 AND failed_at IS NOT NULL";
+        match ids {
+            None => client.execute(REPLAY, &[&la.as_str(), &micros(at)]).await,
+            Some(ids) => {
+                client
+                    .execute(
+                        &format!("{REPLAY} AND id = ANY($3)"),
+                        &[&la.as_str(), &micros(at), &ids],
+                    )
+                    .await
+            }
+        }
+        .db()
+    }
+
+    async fn delivery_counts(&self, la: LaCode) -> StoreResult<DeliveryCounts> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT
+                     count(*) FILTER (WHERE push AND delivered_at IS NULL AND failed_at IS NULL),
+                     count(*) FILTER (WHERE delivered_at IS NOT NULL),
+                     count(*) FILTER (WHERE failed_at IS NOT NULL),
+                     (SELECT last_error FROM outbox
+                      WHERE la_code = $1 AND delivered_at IS NULL AND last_error IS NOT NULL
+                      ORDER BY available_at DESC LIMIT 1)
+                 FROM outbox WHERE la_code = $1",
+                &[&la.as_str()],
+            )
+            .await
+            .db()?;
+        let count = |index: usize| -> StoreResult<u64> {
+            Ok(u64::try_from(row.try_get::<_, i64>(index).map_err(corrupt)?).unwrap_or(0))
+        };
+        Ok(DeliveryCounts {
+            pending: count(0)?,
+            delivered: count(1)?,
+            failed: count(2)?,
+            last_error: row.try_get(3).map_err(corrupt)?,
+        })
+    }
+
+    async fn purge_outbox(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let removed = tx
+            .execute(
+                "DELETE FROM outbox WHERE created_at < $1",
+                &[&micros(before)],
+            )
+            .await
+            .db()?;
+        tx.execute(
+            "DELETE FROM repeat_alert WHERE alerted_at < $1",
+            &[&micros(before)],
+        )
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        Ok(removed)
     }
 
     async fn retry_outbox(

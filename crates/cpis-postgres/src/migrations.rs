@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_identity.sql")),
     (3, include_str!("../migrations/0003_uploads.sql")),
+    (4, include_str!("../migrations/0004_notifications.sql")),
 ];
 
 pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation, PhoneNumber, Plan,
-    PlanFields, PlanKey, PlanType, SettingType,
+    PlanFields, PlanKey, PlanType, RepeatRule, SettingType,
 };
 use cpis_store::{
     AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
-    UploadRecord,
+    UploadRecord, Webhook,
 };
 use deadpool_postgres::Transaction;
 use time::Date;
@@ -72,15 +72,20 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, index: usize) ->
     row.try_get(index).map_err(corrupt)
 }
 
-/// Reads `code, name, emergency_duty_number, office_hours_number` from column `at` on.
+/// Reads `code, name, emergency_duty_number, office_hours_number,
+/// repeat_organisations, repeat_days` from column `at` on.
 pub(crate) fn local_authority(row: &Row, at: usize) -> StoreResult<LocalAuthority> {
-    LocalAuthority::new(
+    let count =
+        |index| -> StoreResult<u32> { u32::try_from(get::<i32>(row, index)?).map_err(corrupt) };
+    let rule = RepeatRule::new(count(at + 4)?, count(at + 5)?).map_err(corrupt)?;
+    Ok(LocalAuthority::new(
         LaCode::parse(get(row, at)?).map_err(corrupt)?,
         get(row, at + 1)?,
         PhoneNumber::parse(get(row, at + 2)?).map_err(corrupt)?,
         PhoneNumber::parse(get(row, at + 3)?).map_err(corrupt)?,
     )
-    .map_err(corrupt)
+    .map_err(corrupt)?
+    .with_repeat_rule(rule))
 }
 
 pub(crate) fn organisation(row: &Row) -> StoreResult<Organisation> {
@@ -314,8 +319,9 @@ pub(crate) async fn insert_access(tx: &Transaction<'_>, record: &AccessRecord) -
 pub(crate) async fn insert_outbox(tx: &Transaction<'_>, item: &OutboxItem) -> StoreResult<()> {
     let insert = tx
         .prepare_cached(
-            "INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts)
-             VALUES ($1, $2, $3, $4, $5, $5, $6)",
+            "INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts, push)
+             VALUES ($1, $2, $3, $4, $5, $5, $6,
+                 EXISTS (SELECT 1 FROM la_webhook WHERE la_code = $2))",
         )
         .await
         .db()?;
@@ -352,6 +358,16 @@ pub(crate) fn outbox(row: &Row) -> StoreResult<OutboxItem> {
 }
 
 /// Reads `client_id, la_code, public_key, created_at`.
+/// Reads `la_code, url, secret, created_at`.
+pub(crate) fn webhook(row: &Row) -> StoreResult<Webhook> {
+    Ok(Webhook {
+        la: LaCode::parse(get(row, 0)?).map_err(corrupt)?,
+        url: get(row, 1)?,
+        secret: get(row, 2)?,
+        created_at: from_micros(get(row, 3)?)?,
+    })
+}
+
 pub(crate) fn la_client(row: &Row) -> StoreResult<LaClient> {
     Ok(LaClient {
         client_id: get(row, 0)?,

@@ -89,7 +89,17 @@ impl TestSchema {
 impl Drop for TestSchema {
     fn drop(&mut self) {
         let url = self.url.clone();
-        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        // A server of the finished test may still hold a transaction open in
+        // the schema, and cannot finish it while this drop blocks the test's
+        // runtime: end such sessions first, or the drop would wait forever.
+        let sql = format!(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+                 JOIN pg_class c ON c.oid = l.relation
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = '{name}' AND l.pid <> pg_backend_pid();
+             DROP SCHEMA IF EXISTS {name} CASCADE",
+            name = self.name
+        );
         // Drop may run inside an async test; a thread of its own may block.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -15,9 +15,10 @@ use std::sync::Mutex;
 use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan, format_iso_date,
 };
+use cpis_store::encoding::from_micros;
 use cpis_store::{
-    AppliedPlans, LaClient, OutboxClaim, OutboxItem, PlanBatch, PlanPage, Store, StoreCounts,
-    StoreError, StoreResult, UploadRecord,
+    AppliedPlans, DeliveryCounts, FailedItem, LaClient, OutboxClaim, OutboxItem, PlanBatch,
+    PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord, Webhook,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use time::OffsetDateTime;
@@ -122,7 +123,10 @@ impl Store for SqliteStore {
                 organisations: count("SELECT count(*) FROM organisation")?,
                 plans: count("SELECT count(*) FROM plan")?,
                 access_records: count("SELECT count(*) FROM access_log")?,
-                outbox_pending: count("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")?,
+                outbox_pending: count(
+                    "SELECT count(*) FROM outbox
+                     WHERE push = 1 AND delivered_at IS NULL AND failed_at IS NULL",
+                )?,
             })
         })
     }
@@ -155,11 +159,14 @@ impl Store for SqliteStore {
         write(&self.jobs, move |conn| {
             let mut insert = conn
                 .prepare_cached(
-                    "INSERT INTO local_authority (code, name, emergency_duty_number, office_hours_number)
-                     VALUES (?1, ?2, ?3, ?4)
+                    "INSERT INTO local_authority (code, name, emergency_duty_number,
+                         office_hours_number, repeat_organisations, repeat_days)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (code) DO UPDATE SET name = excluded.name,
                          emergency_duty_number = excluded.emergency_duty_number,
-                         office_hours_number = excluded.office_hours_number",
+                         office_hours_number = excluded.office_hours_number,
+                         repeat_organisations = excluded.repeat_organisations,
+                         repeat_days = excluded.repeat_days",
                 )
                 .db()?;
             for la in &authorities {
@@ -168,7 +175,9 @@ impl Store for SqliteStore {
                         la.code.as_str(),
                         la.name,
                         la.emergency_duty_number.as_str(),
-                        la.office_hours_number.as_str()
+                        la.office_hours_number.as_str(),
+                        la.repeat_attendance.organisations,
+                        la.repeat_attendance.days
                     ])
                     .db()?;
             }
@@ -181,7 +190,8 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let mut select = conn
                 .prepare_cached(
-                    "SELECT code, name, emergency_duty_number, office_hours_number
+                    "SELECT code, name, emergency_duty_number, office_hours_number,
+                            repeat_organisations, repeat_days
                      FROM local_authority ORDER BY code",
                 )
                 .db()?;
@@ -193,7 +203,8 @@ impl Store for SqliteStore {
     async fn local_authority(&self, code: LaCode) -> StoreResult<Option<LocalAuthority>> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT code, name, emergency_duty_number, office_hours_number
+                "SELECT code, name, emergency_duty_number, office_hours_number,
+                            repeat_organisations, repeat_days
                  FROM local_authority WHERE code = ?1",
             )
             .db()?
@@ -258,7 +269,8 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "SELECT p.nhs_number, p.la_code, p.plan_type, p.start_date, p.end_date,
                             p.delete_date, p.expected_delivery_date, p.local_reference,
-                            la.code, la.name, la.emergency_duty_number, la.office_hours_number
+                            la.code, la.name, la.emergency_duty_number, la.office_hours_number,
+                            la.repeat_organisations, la.repeat_days
                      FROM plan p JOIN local_authority la ON la.code = p.la_code
                      WHERE p.nhs_number = ?1",
                 )
@@ -331,13 +343,37 @@ impl Store for SqliteStore {
         &self,
         record: AccessRecord,
         outbox: Vec<OutboxItem>,
-    ) -> StoreResult<()> {
+        alerts: Vec<RepeatAlert>,
+    ) -> StoreResult<u64> {
         write(&self.jobs, move |conn| {
             rows::insert_access(conn, &record)?;
             for item in &outbox {
                 rows::insert_outbox(conn, item)?;
             }
-            Ok(())
+            let mut written = 0;
+            for alert in &alerts {
+                // Takes the window only if the last alert is old enough;
+                // otherwise changes nothing, and no item is written.
+                let took = conn
+                    .prepare_cached(
+                        "INSERT INTO repeat_alert (la_code, nhs_number, alerted_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (la_code, nhs_number) DO UPDATE SET alerted_at = excluded.alerted_at
+                         WHERE repeat_alert.alerted_at <= ?4",
+                    )
+                    .db()?
+                    .execute(params![
+                        alert.item.la.as_str(),
+                        rows::nhs(alert.nhs_number),
+                        micros(alert.item.created_at),
+                        micros(alert.not_since)
+                    ])
+                    .db()?;
+                if took > 0 {
+                    rows::insert_outbox(conn, &alert.item)?;
+                    written += 1;
+                }
+            }
+            Ok(written)
         })
         .await
     }
@@ -372,7 +408,8 @@ impl Store for SqliteStore {
                     "UPDATE outbox SET claimed_by = ?1, lease_until = ?2
                      WHERE id IN (
                          SELECT id FROM outbox
-                         WHERE delivered_at IS NULL AND available_at <= ?3
+                         WHERE push = 1 AND delivered_at IS NULL AND failed_at IS NULL
+                           AND available_at <= ?3
                            AND (lease_until IS NULL OR lease_until <= ?3)
                          ORDER BY id LIMIT ?4)
                      RETURNING id, la_code, kind, payload, created_at, attempts",
@@ -600,6 +637,213 @@ impl Store for SqliteStore {
                 .db()?;
             rows.map(|row| row.db().and_then(|upload| upload)).collect()
         })
+    }
+
+    async fn notifications(
+        &self,
+        la: LaCode,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, OutboxItem)>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT id, la_code, kind, payload, created_at, attempts, feed_seq FROM outbox
+                     WHERE la_code = ?1 AND feed_seq > ?2 ORDER BY feed_seq LIMIT ?3",
+                )
+                .db()?;
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = select
+                .query_map(params![la.as_str(), after, limit], |row| {
+                    let seq: i64 = row.get(6)?;
+                    Ok(rows::outbox(row)?.map(|item| (u64::try_from(seq).unwrap_or(0), item)))
+                })
+                .db()?;
+            rows.map(|row| row.db().and_then(|item| item)).collect()
+        })
+    }
+
+    async fn put_webhook(&self, webhook: Webhook) -> StoreResult<()> {
+        write(&self.jobs, move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO la_webhook (la_code, url, secret, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (la_code) DO UPDATE SET url = excluded.url,
+                     secret = excluded.secret, created_at = excluded.created_at",
+            )
+            .db()?
+            .execute(params![
+                webhook.la.as_str(),
+                webhook.url,
+                webhook.secret,
+                micros(webhook.created_at)
+            ])
+            .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn webhook(&self, la: LaCode) -> StoreResult<Option<Webhook>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT la_code, url, secret, created_at FROM la_webhook WHERE la_code = ?1",
+            )
+            .db()?
+            .query_row([la.as_str()], rows::webhook)
+            .optional()
+            .db()?
+            .transpose()
+        })
+    }
+
+    async fn delete_webhook(&self, la: LaCode) -> StoreResult<bool> {
+        write(&self.jobs, move |conn| {
+            let removed = conn
+                .prepare_cached("DELETE FROM la_webhook WHERE la_code = ?1")
+                .db()?
+                .execute([la.as_str()])
+                .db()?;
+            conn.prepare_cached(
+                "UPDATE outbox SET push = 0
+                 WHERE la_code = ?1 AND push = 1 AND delivered_at IS NULL",
+            )
+            .db()?
+            .execute([la.as_str()])
+            .db()?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    async fn park_outbox(
+        &self,
+        node: &str,
+        id: Uuid,
+        at: OffsetDateTime,
+        error: &str,
+    ) -> StoreResult<()> {
+        let (node, error) = (node.to_owned(), error.to_owned());
+        write(&self.jobs, move |conn| {
+            conn.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, failed_at = ?1, last_error = ?2,
+                     claimed_by = NULL, lease_until = NULL
+                 WHERE id = ?3 AND claimed_by = ?4 AND delivered_at IS NULL",
+            )
+            .db()?
+            .execute(params![micros(at), error, id.to_string(), node])
+            .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn failed_outbox(&self, la: LaCode, limit: usize) -> StoreResult<Vec<FailedItem>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT id, la_code, kind, payload, created_at, attempts, failed_at, last_error
+                     FROM outbox WHERE la_code = ?1 AND failed_at IS NOT NULL
+                     ORDER BY failed_at DESC, id DESC LIMIT ?2",
+                )
+                .db()?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = select
+                .query_map(params![la.as_str(), limit], |row| {
+                    let failed_at: i64 = row.get(6)?;
+                    let last_error: Option<String> = row.get(7)?;
+                    Ok(rows::outbox(row)?.and_then(|item| {
+                        Ok(FailedItem {
+                            item,
+                            failed_at: from_micros(failed_at)?,
+                            last_error,
+                        })
+                    }))
+                })
+                .db()?;
+            rows.map(|row| row.db().and_then(|item| item)).collect()
+        })
+    }
+
+    async fn replay_outbox(
+        &self,
+        la: LaCode,
+        ids: Option<Vec<Uuid>>,
+        at: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        write(&self.jobs, move |conn| {
+            const REPLAY: &str =
+                "UPDATE outbox SET failed_at = NULL, attempts = 0, available_at = ?2
+                 WHERE la_code = ?1 AND failed_at IS NOT NULL";
+            let replayed = match &ids {
+                None => conn
+                    .prepare_cached(REPLAY)
+                    .db()?
+                    .execute(params![la.as_str(), micros(at)])
+                    .db()?,
+                Some(ids) => {
+                    let mut update = conn.prepare_cached(&format!("{REPLAY} AND id = ?3")).db()?;
+                    let mut replayed = 0;
+                    for id in ids {
+                        replayed += update
+                            .execute(params![la.as_str(), micros(at), id.to_string()])
+                            .db()?;
+                    }
+                    replayed
+                }
+            };
+            Ok(replayed as u64)
+        })
+        .await
+    }
+
+    async fn delivery_counts(&self, la: LaCode) -> StoreResult<DeliveryCounts> {
+        self.read(|conn| {
+            let (pending, delivered, failed): (i64, i64, i64) = conn
+                .prepare_cached(
+                    "SELECT
+                         count(*) FILTER (WHERE push = 1 AND delivered_at IS NULL AND failed_at IS NULL),
+                         count(*) FILTER (WHERE delivered_at IS NOT NULL),
+                         count(*) FILTER (WHERE failed_at IS NOT NULL)
+                     FROM outbox WHERE la_code = ?1",
+                )
+                .db()?
+                .query_row([la.as_str()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .db()?;
+            let last_error: Option<String> = conn
+                .prepare_cached(
+                    "SELECT last_error FROM outbox
+                     WHERE la_code = ?1 AND delivered_at IS NULL AND last_error IS NOT NULL
+                     ORDER BY available_at DESC LIMIT 1",
+                )
+                .db()?
+                .query_row([la.as_str()], |row| row.get(0))
+                .optional()
+                .db()?;
+            let count = |n: i64| u64::try_from(n).unwrap_or(0);
+            Ok(DeliveryCounts {
+                pending: count(pending),
+                delivered: count(delivered),
+                failed: count(failed),
+                last_error,
+            })
+        })
+    }
+
+    async fn purge_outbox(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        write(&self.jobs, move |conn| {
+            let removed = conn
+                .prepare_cached("DELETE FROM outbox WHERE created_at < ?1")
+                .db()?
+                .execute([micros(before)])
+                .db()?;
+            conn.prepare_cached("DELETE FROM repeat_alert WHERE alerted_at < ?1")
+                .db()?
+                .execute([micros(before)])
+                .db()?;
+            Ok(removed as u64)
+        })
+        .await
     }
 
     async fn retry_outbox(

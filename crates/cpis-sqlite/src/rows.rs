@@ -4,11 +4,11 @@
 
 use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation, PhoneNumber, Plan,
-    PlanFields, PlanKey, PlanType, SettingType, format_iso_date, parse_iso_date,
+    PlanFields, PlanKey, PlanType, RepeatRule, SettingType, format_iso_date, parse_iso_date,
 };
 use cpis_store::{
     AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
-    UploadRecord,
+    UploadRecord, Webhook,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use time::Date;
@@ -59,7 +59,8 @@ pub(crate) fn local_authority(row: &Row<'_>) -> rusqlite::Result<StoreResult<Loc
     local_authority_at(row, 0)
 }
 
-/// Reads `code, name, emergency_duty_number, office_hours_number` from column `at` on.
+/// Reads `code, name, emergency_duty_number, office_hours_number,
+/// repeat_organisations, repeat_days` from column `at` on.
 pub(crate) fn local_authority_at(
     row: &Row<'_>,
     at: usize,
@@ -68,14 +69,17 @@ pub(crate) fn local_authority_at(
     let name: String = row.get(at + 1)?;
     let emergency: String = row.get(at + 2)?;
     let office: String = row.get(at + 3)?;
+    let organisations: u32 = row.get(at + 4)?;
+    let days: u32 = row.get(at + 5)?;
     Ok((|| {
-        LocalAuthority::new(
+        Ok(LocalAuthority::new(
             LaCode::parse(&code).map_err(corrupt)?,
             &name,
             PhoneNumber::parse(&emergency).map_err(corrupt)?,
             PhoneNumber::parse(&office).map_err(corrupt)?,
         )
-        .map_err(corrupt)
+        .map_err(corrupt)?
+        .with_repeat_rule(RepeatRule::new(organisations, days).map_err(corrupt)?))
     })())
 }
 
@@ -300,8 +304,11 @@ pub(crate) fn insert_access(conn: &Connection, record: &AccessRecord) -> StoreRe
 pub(crate) fn insert_outbox(conn: &Connection, item: &OutboxItem) -> StoreResult<()> {
     let created_at = micros(item.created_at);
     conn.prepare_cached(
-        "INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+        "INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts,
+             push, feed_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6,
+             EXISTS (SELECT 1 FROM la_webhook WHERE la_code = ?2),
+             (SELECT coalesce(max(feed_seq), 0) + 1 FROM outbox WHERE la_code = ?2))",
     )
     .db()?
     .execute(params![
@@ -333,6 +340,22 @@ pub(crate) fn outbox(row: &Row<'_>) -> rusqlite::Result<StoreResult<OutboxItem>>
             payload: serde_json::from_str(&payload).map_err(corrupt)?,
             created_at: from_micros(created_at)?,
             attempts,
+        })
+    })())
+}
+
+/// Reads `la_code, url, secret, created_at`.
+pub(crate) fn webhook(row: &Row<'_>) -> rusqlite::Result<StoreResult<Webhook>> {
+    let la: String = row.get(0)?;
+    let url: String = row.get(1)?;
+    let secret: String = row.get(2)?;
+    let created_at: i64 = row.get(3)?;
+    Ok((|| {
+        Ok(Webhook {
+            la: LaCode::parse(&la).map_err(corrupt)?,
+            url,
+            secret,
+            created_at: from_micros(created_at)?,
         })
     })())
 }

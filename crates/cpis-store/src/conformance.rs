@@ -19,8 +19,8 @@ use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::{
-    LaClient, OutboxClaim, OutboxItem, OutboxKind, PlanBatch, PlanPage, PlanSpoolWriter, Plans,
-    Snapshot, Store, StoreError, UploadRecord,
+    DeliveryCounts, LaClient, OutboxClaim, OutboxItem, OutboxKind, PlanBatch, PlanPage,
+    PlanSpoolWriter, Plans, RepeatAlert, Snapshot, Store, StoreError, UploadRecord, Webhook,
 };
 
 /// A store under test, and whatever must live as long as it (a temporary
@@ -46,6 +46,11 @@ macro_rules! conformance_tests {
             access_records_and_their_outbox_items_commit_together,
             a_failed_access_write_leaves_nothing,
             outbox_items_are_claimed_by_one_node_at_a_time,
+            the_feed_lists_an_las_items_in_commit_order_and_only_its_own,
+            only_items_of_an_la_with_a_webhook_are_pushed,
+            repeat_alerts_are_written_once_per_window,
+            failed_items_are_parked_until_replayed,
+            old_items_are_purged,
             concurrent_writes_all_land,
             meta_round_trips,
             ephemeral_entries_expire_and_are_taken_once,
@@ -160,6 +165,19 @@ async fn seed_las<S: Store>(store: &S) {
             test_la("E08000025", "Birmingham"),
             test_la("E10000016", "Kent"),
         ])
+        .await
+        .unwrap();
+}
+
+/// Gives `la` a webhook, so that its items are pushed (and claimable).
+async fn push_to<S: Store>(store: &S, la: &str) {
+    store
+        .put_webhook(Webhook {
+            la: LaCode::parse(la).unwrap(),
+            url: format!("https://{la}.example/hook"),
+            secret: "whsec_dGVzdA==".into(),
+            created_at: AT - Duration::days(1),
+        })
         .await
         .unwrap();
 }
@@ -546,6 +564,8 @@ pub async fn a_spooled_batch_applies_like_a_listed_one<S: Store>(store: Arc<S>) 
 
 pub async fn access_records_and_their_outbox_items_commit_together<S: Store>(store: Arc<S>) {
     seed_las(&*store).await;
+    push_to(&*store, "E09000007").await;
+    push_to(&*store, "E10000016").await;
     let child = test_nhs_number(400);
     let first = test_access(child, AT, true);
     let silent = test_access(child, AT + Duration::minutes(1), false);
@@ -553,10 +573,10 @@ pub async fn access_records_and_their_outbox_items_commit_together<S: Store>(sto
     second.returned = vec![*test_plan("E09000007", child, PlanType::ChildProtection, TODAY).key()];
     let other_child = test_access(test_nhs_number(401), AT + Duration::minutes(3), true);
     store
-        .record_access(first.clone(), vec![outbox_item("E09000007", AT)])
+        .record_access(first.clone(), vec![outbox_item("E09000007", AT)], vec![])
         .await
         .unwrap();
-    store.record_access(silent, vec![]).await.unwrap();
+    store.record_access(silent, vec![], vec![]).await.unwrap();
     store
         .record_access(
             second.clone(),
@@ -564,10 +584,14 @@ pub async fn access_records_and_their_outbox_items_commit_together<S: Store>(sto
                 outbox_item("E09000007", AT + Duration::minutes(2)),
                 outbox_item("E10000016", AT + Duration::minutes(2)),
             ],
+            vec![],
         )
         .await
         .unwrap();
-    store.record_access(other_child, vec![]).await.unwrap();
+    store
+        .record_access(other_child, vec![], vec![])
+        .await
+        .unwrap();
 
     let recent = store.recent_unscheduled_accesses(child, 10).await.unwrap();
     assert_eq!(recent, vec![second.clone(), first]);
@@ -585,6 +609,7 @@ pub async fn a_failed_access_write_leaves_nothing<S: Store>(store: Arc<S>) {
         .record_access(
             test_access(test_nhs_number(500), AT, true),
             vec![item.clone()],
+            vec![],
         )
         .await
         .unwrap();
@@ -592,7 +617,7 @@ pub async fn a_failed_access_write_leaves_nothing<S: Store>(store: Arc<S>) {
     // record must not be kept without its notifications.
     let child = test_nhs_number(501);
     let refused = store
-        .record_access(test_access(child, AT, true), vec![item])
+        .record_access(test_access(child, AT, true), vec![item], vec![])
         .await;
     assert!(refused.is_err());
     assert!(
@@ -607,11 +632,16 @@ pub async fn a_failed_access_write_leaves_nothing<S: Store>(store: Arc<S>) {
 
 pub async fn outbox_items_are_claimed_by_one_node_at_a_time<S: Store>(store: Arc<S>) {
     seed_las(&*store).await;
+    push_to(&*store, "E09000007").await;
     let items: Vec<OutboxItem> = (0..3)
         .map(|i| outbox_item("E09000007", AT - Duration::seconds(3 - i)))
         .collect();
     store
-        .record_access(test_access(test_nhs_number(600), AT, true), items.clone())
+        .record_access(
+            test_access(test_nhs_number(600), AT, true),
+            items.clone(),
+            vec![],
+        )
         .await
         .unwrap();
     let claim = |node: &str, now: OffsetDateTime| OutboxClaim {
@@ -676,8 +706,317 @@ pub async fn outbox_items_are_claimed_by_one_node_at_a_time<S: Store>(store: Arc
     assert_eq!(store.counts().await.unwrap().outbox_pending, 1);
 }
 
+pub async fn the_feed_lists_an_las_items_in_commit_order_and_only_its_own<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let camden = LaCode::parse("E09000007").unwrap();
+    let kent = LaCode::parse("E10000016").unwrap();
+    let mut written = Vec::new();
+    for i in 0..7 {
+        let item = outbox_item("E09000007", AT + Duration::seconds(i));
+        let kents = outbox_item("E10000016", AT + Duration::seconds(i));
+        store
+            .record_access(
+                test_access(test_nhs_number(800), AT + Duration::seconds(i), true),
+                vec![item.clone(), kents],
+                vec![],
+            )
+            .await
+            .unwrap();
+        written.push(item);
+    }
+    let mut read = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let page = store.notifications(camden, cursor, 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some((last, _)) = page.last() else { break };
+        assert!(*last > cursor, "positions grow");
+        cursor = *last;
+        read.extend(page.into_iter().map(|(_, item)| item));
+    }
+    assert_eq!(read, written, "every item once, in order, every field kept");
+    assert!(read.iter().all(|item| item.la == camden));
+    assert_eq!(store.notifications(kent, 0, 100).await.unwrap().len(), 7);
+    let birmingham = LaCode::parse("E08000025").unwrap();
+    assert!(
+        store
+            .notifications(birmingham, 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An item written after a reader's last page comes after its cursor.
+    let late = outbox_item("E09000007", AT - Duration::hours(1));
+    store
+        .record_access(
+            test_access(test_nhs_number(801), AT, true),
+            vec![late.clone()],
+            vec![],
+        )
+        .await
+        .unwrap();
+    let next = store.notifications(camden, cursor, 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].1, late);
+}
+
+pub async fn only_items_of_an_la_with_a_webhook_are_pushed<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let camden = LaCode::parse("E09000007").unwrap();
+    let claim = |now: OffsetDateTime| OutboxClaim {
+        node: "a".into(),
+        now,
+        lease: Duration::seconds(30),
+        limit: 100,
+    };
+    let before = outbox_item("E09000007", AT);
+    store
+        .record_access(
+            test_access(test_nhs_number(820), AT, true),
+            vec![before],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.claim_outbox(claim(AT)).await.unwrap().is_empty(),
+        "no webhook yet"
+    );
+    assert!(store.webhook(camden).await.unwrap().is_none());
+
+    push_to(&*store, "E09000007").await;
+    let hook = store.webhook(camden).await.unwrap().unwrap();
+    assert_eq!(hook.url, "https://E09000007.example/hook");
+    let after = outbox_item("E09000007", AT);
+    let unpushed = outbox_item("E10000016", AT);
+    store
+        .record_access(
+            test_access(test_nhs_number(821), AT, true),
+            vec![after.clone(), unpushed],
+            vec![],
+        )
+        .await
+        .unwrap();
+    let claimed = store.claim_outbox(claim(AT)).await.unwrap();
+    assert_eq!(
+        claimed,
+        vec![after.clone()],
+        "only what was written with a webhook in place"
+    );
+    assert_eq!(store.counts().await.unwrap().outbox_pending, 1);
+
+    // Without the webhook, its waiting items are only in the feed.
+    store
+        .retry_outbox("a", after.id, AT, "HTTP 503")
+        .await
+        .unwrap();
+    assert!(store.delete_webhook(camden).await.unwrap());
+    assert!(!store.delete_webhook(camden).await.unwrap());
+    assert!(
+        store
+            .claim_outbox(claim(AT + Duration::hours(1)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.notifications(camden, 0, 10).await.unwrap().len(), 2);
+}
+
+pub async fn repeat_alerts_are_written_once_per_window<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let child = test_nhs_number(840);
+    let camden = LaCode::parse("E09000007").unwrap();
+    let alert = |at: OffsetDateTime| RepeatAlert {
+        item: OutboxItem {
+            kind: OutboxKind::RepeatAttendance,
+            ..outbox_item("E09000007", at)
+        },
+        nhs_number: child,
+        not_since: at - Duration::days(30),
+    };
+    let look = |at| test_access(child, at, true);
+    let first = alert(AT);
+    assert_eq!(
+        store
+            .record_access(look(AT), vec![], vec![first.clone()])
+            .await
+            .unwrap(),
+        1
+    );
+    let within = AT + Duration::days(30) - Duration::seconds(1);
+    assert_eq!(
+        store
+            .record_access(look(within), vec![], vec![alert(within)])
+            .await
+            .unwrap(),
+        0,
+        "one alert per window"
+    );
+    // Another child, or another LA, has a window of its own.
+    let other = RepeatAlert {
+        nhs_number: test_nhs_number(841),
+        ..alert(within)
+    };
+    let kent = RepeatAlert {
+        item: OutboxItem {
+            kind: OutboxKind::RepeatAttendance,
+            ..outbox_item("E10000016", within)
+        },
+        ..alert(within)
+    };
+    assert_eq!(
+        store
+            .record_access(look(within), vec![], vec![other, kent])
+            .await
+            .unwrap(),
+        2
+    );
+    let next = AT + Duration::days(30);
+    let second = alert(next);
+    assert_eq!(
+        store
+            .record_access(look(next), vec![], vec![second.clone()])
+            .await
+            .unwrap(),
+        1
+    );
+    let feed: Vec<OutboxItem> = store
+        .notifications(camden, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, item)| item)
+        .collect();
+    assert_eq!(feed.len(), 3);
+    assert_eq!(feed[0], first.item);
+    assert_eq!(feed[2], second.item);
+    assert_eq!(store.counts().await.unwrap().access_records, 4);
+}
+
+pub async fn failed_items_are_parked_until_replayed<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    push_to(&*store, "E09000007").await;
+    let camden = LaCode::parse("E09000007").unwrap();
+    let items: Vec<OutboxItem> = (0..3)
+        .map(|i| outbox_item("E09000007", AT + Duration::seconds(i)))
+        .collect();
+    store
+        .record_access(
+            test_access(test_nhs_number(860), AT, true),
+            items.clone(),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let claim = |now: OffsetDateTime| OutboxClaim {
+        node: "a".into(),
+        now,
+        lease: Duration::seconds(30),
+        limit: 100,
+    };
+    assert_eq!(
+        store
+            .claim_outbox(claim(AT + Duration::seconds(2)))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    store
+        .complete_outbox("a", vec![items[0].id], AT)
+        .await
+        .unwrap();
+    store
+        .retry_outbox("a", items[1].id, AT + Duration::hours(1), "HTTP 500")
+        .await
+        .unwrap();
+    store
+        .park_outbox("a", items[2].id, AT + Duration::seconds(5), "timed out")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.delivery_counts(camden).await.unwrap(),
+        DeliveryCounts {
+            pending: 1,
+            delivered: 1,
+            failed: 1,
+            last_error: Some("HTTP 500".into()),
+        }
+    );
+    let failed = store.failed_outbox(camden, 10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].item.id, items[2].id);
+    assert_eq!(failed[0].item.attempts, 1);
+    assert_eq!(failed[0].failed_at, AT + Duration::seconds(5));
+    assert_eq!(failed[0].last_error.as_deref(), Some("timed out"));
+    let kent = LaCode::parse("E10000016").unwrap();
+    assert!(store.failed_outbox(kent, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.replay_outbox(kent, None, AT).await.unwrap(),
+        0,
+        "only the LA's own"
+    );
+    assert!(
+        store
+            .claim_outbox(claim(AT + Duration::minutes(1)))
+            .await
+            .unwrap()
+            .is_empty(),
+        "parked"
+    );
+
+    let later = AT + Duration::minutes(2);
+    assert_eq!(
+        store
+            .replay_outbox(camden, Some(vec![items[1].id]), later)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .replay_outbox(camden, Some(vec![items[2].id]), later)
+            .await
+            .unwrap(),
+        1
+    );
+    let replayed = store.claim_outbox(claim(later)).await.unwrap();
+    assert_eq!(replayed.len(), 1);
+    assert_eq!((replayed[0].id, replayed[0].attempts), (items[2].id, 0));
+    assert!(store.failed_outbox(camden, 10).await.unwrap().is_empty());
+}
+
+pub async fn old_items_are_purged<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let camden = LaCode::parse("E09000007").unwrap();
+    let old = outbox_item("E09000007", AT - Duration::days(400));
+    let new = outbox_item("E09000007", AT);
+    store
+        .record_access(
+            test_access(test_nhs_number(880), AT, true),
+            vec![old, new.clone()],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.purge_outbox(AT - Duration::days(365)).await.unwrap(),
+        1
+    );
+    let left: Vec<OutboxItem> = store
+        .notifications(camden, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, item)| item)
+        .collect();
+    assert_eq!(left, vec![new]);
+}
+
 pub async fn concurrent_writes_all_land<S: Store>(store: Arc<S>) {
     seed_las(&*store).await;
+    push_to(&*store, "E09000007").await;
     let child = test_nhs_number(700);
     let tasks: Vec<_> = (0..64)
         .map(|i| {
@@ -685,7 +1024,7 @@ pub async fn concurrent_writes_all_land<S: Store>(store: Arc<S>) {
             tokio::spawn(async move {
                 let record = test_access(child, AT + Duration::seconds(i), true);
                 store
-                    .record_access(record, vec![outbox_item("E09000007", AT)])
+                    .record_access(record, vec![outbox_item("E09000007", AT)], vec![])
                     .await
             })
         })

@@ -140,6 +140,46 @@ pub struct OutboxItem {
     pub attempts: u32,
 }
 
+/// A repeat-attendance alert: its item is written only when the LA has had
+/// no alert about this child since `not_since` (once per window), decided
+/// inside the transaction so that two nodes cannot both send one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepeatAlert {
+    pub item: OutboxItem,
+    pub nhs_number: NhsNumber,
+    pub not_since: OffsetDateTime,
+}
+
+/// Where an LA's notifications are pushed, and the secret they are signed
+/// with (Standard Webhooks' `whsec_` form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub la: LaCode,
+    pub url: String,
+    pub secret: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// An item whose deliveries ran out of retries: parked until the LA replays it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedItem {
+    pub item: OutboxItem,
+    pub failed_at: OffsetDateTime,
+    pub last_error: Option<String>,
+}
+
+/// How an LA's pushed notifications stand.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct DeliveryCounts {
+    /// Waiting for delivery or a retry.
+    pub pending: u64,
+    pub delivered: u64,
+    /// Parked after their retries ran out.
+    pub failed: u64,
+    /// The most recent failed attempt's error, if any item is pending or failed.
+    pub last_error: Option<String>,
+}
+
 /// A worker's request for outbox items to deliver.
 #[derive(Debug, Clone)]
 pub struct OutboxClaim {
@@ -255,13 +295,17 @@ pub trait Store: Send + Sync + 'static {
         batch: PlanBatch,
     ) -> impl Future<Output = StoreResult<AppliedPlans>> + Send;
 
-    /// Appends an access record and its outbox items in one transaction.
+    /// Appends an access record and its outbox items in one transaction,
+    /// with each repeat-attendance alert whose window allows it. An item is
+    /// pushed (claimable) only when its LA has a webhook at that moment; it
+    /// is in the LA's feed either way. Returns how many alerts were written.
     /// The log is append-only: no method changes or removes a record.
     fn record_access(
         &self,
         record: AccessRecord,
         outbox: Vec<OutboxItem>,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+        alerts: Vec<RepeatAlert>,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// The most recent unscheduled access records of an NHS number, newest first.
     fn recent_unscheduled_accesses(
@@ -362,6 +406,61 @@ pub trait Store: Send + Sync + 'static {
         la: LaCode,
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<UploadRecord>>> + Send;
+
+    /// An LA's notifications after position `after` in its feed, each with
+    /// its position, in feed order. Positions follow commit order: an item
+    /// committed after a reader's page always comes after that page's last
+    /// position, so a reader that keeps its cursor misses nothing.
+    fn notifications(
+        &self,
+        la: LaCode,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<(u64, OutboxItem)>>> + Send;
+
+    /// Sets (or replaces) an LA's webhook.
+    fn put_webhook(&self, webhook: Webhook) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn webhook(&self, la: LaCode) -> impl Future<Output = StoreResult<Option<Webhook>>> + Send;
+
+    /// Removes an LA's webhook; its waiting items stay in its feed and are
+    /// no longer pushed. Returns whether there was one.
+    fn delete_webhook(&self, la: LaCode) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Parks an item `node` holds after its last allowed attempt.
+    fn park_outbox(
+        &self,
+        node: &str,
+        id: Uuid,
+        at: OffsetDateTime,
+        error: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// An LA's parked items, newest first.
+    fn failed_outbox(
+        &self,
+        la: LaCode,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<FailedItem>>> + Send;
+
+    /// Makes an LA's parked items (all, or those listed) due again at `at`
+    /// with their attempts reset. Returns how many.
+    fn replay_outbox(
+        &self,
+        la: LaCode,
+        ids: Option<Vec<Uuid>>,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    fn delivery_counts(
+        &self,
+        la: LaCode,
+    ) -> impl Future<Output = StoreResult<DeliveryCounts>> + Send;
+
+    /// Removes outbox items created before `before` (the feed's retention),
+    /// and alert windows that ended by then. Returns how many items.
+    fn purge_outbox(&self, before: OffsetDateTime)
+    -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Gives up `node`'s claim on an item after a failed attempt, counting
     /// the attempt and making it due again at `retry_at`.

@@ -186,7 +186,7 @@ async fn bench_store<S: Store>(
     let started = Instant::now();
     for i in 0..sequential {
         store
-            .record_access(test_access(numbers[i], at, true), vec![])
+            .record_access(test_access(numbers[i], at, true), vec![], vec![])
             .await
             .unwrap();
     }
@@ -199,7 +199,7 @@ async fn bench_store<S: Store>(
             tokio::spawn(async move {
                 for i in (writer..concurrent).step_by(256) {
                     let record = test_access(numbers[i % numbers.len()], at, true);
-                    store.record_access(record, vec![]).await.unwrap();
+                    store.record_access(record, vec![], vec![]).await.unwrap();
                 }
             })
         })

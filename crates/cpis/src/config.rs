@@ -18,12 +18,16 @@
 //! | `development_la` | `CPIS_DEVELOPMENT_LA` | `E06000001`   | the LA of the social-worker and la-system personas |
 //! | `signing_key_file` | `CPIS_SIGNING_KEY_FILE` | `<data_dir>/signing-key.pem` | the service's ES256 key, made on first start; share it between nodes |
 //! | `upload_limit_mb` | `CPIS_UPLOAD_LIMIT_MB` | `512`          | the largest LA upload accepted, in MiB (a larger one gets 413) |
+//! | `notification_retention_days` | `CPIS_NOTIFICATION_RETENTION_DAYS` | `365` | how long notifications stay in the LAs' feeds |
+//! | `webhook_retry_hours` | `CPIS_WEBHOOK_RETRY_HOURS` | `72` | how long a failing webhook delivery is retried before it is parked for the LA to replay |
+//! | `webhook_lease_seconds` | `CPIS_WEBHOOK_LEASE_SECONDS` | `60` | how long a node's claim on a delivery holds; a stopped node's deliveries are taken over after it |
 //!
 //! `CPIS_CONFIG` names the file when `--config` is not given. Either
 //! `oidc_issuer` or `development` must be set: without one, nobody could
 //! sign in. `development` cannot be combined with `oidc_issuer`, and only
 //! listens on loopback addresses, so that it cannot be switched on by
-//! accident in production.
+//! accident in production. Plain `http://` webhooks to loopback addresses
+//! are accepted only with `development` (as under `cpis demo`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -100,6 +104,9 @@ pub struct Config {
     pub development_la: LaCode,
     pub signing_key_file: Option<PathBuf>,
     pub upload_limit_mb: usize,
+    pub notification_retention_days: u32,
+    pub webhook_retry_hours: u32,
+    pub webhook_lease_seconds: u32,
 }
 
 impl Config {
@@ -152,6 +159,9 @@ struct FileConfig {
     development_la: Option<String>,
     signing_key_file: Option<PathBuf>,
     upload_limit_mb: Option<usize>,
+    notification_retention_days: Option<u32>,
+    webhook_retry_hours: Option<u32>,
+    webhook_lease_seconds: Option<u32>,
 }
 
 /// What the command line sets; it wins over everything else.
@@ -184,6 +194,9 @@ const KNOWN_VARIABLES: &[&str] = &[
     "CPIS_DEVELOPMENT_LA",
     "CPIS_SIGNING_KEY_FILE",
     "CPIS_UPLOAD_LIMIT_MB",
+    "CPIS_NOTIFICATION_RETENTION_DAYS",
+    "CPIS_WEBHOOK_RETRY_HOURS",
+    "CPIS_WEBHOOK_LEASE_SECONDS",
     "CPIS_UPLOAD_TOKEN",
     "CPIS_UPLOAD_CLIENT_ID",
     "CPIS_UPLOAD_KEY_FILE",
@@ -273,6 +286,27 @@ impl Config {
         if let Some(limit) = file.upload_limit_mb {
             config.upload_limit_mb = check_limit(limit, &from_file("upload_limit_mb"))?;
         }
+        for (value, key, slot) in [
+            (
+                file.notification_retention_days,
+                "notification_retention_days",
+                &mut config.notification_retention_days,
+            ),
+            (
+                file.webhook_retry_hours,
+                "webhook_retry_hours",
+                &mut config.webhook_retry_hours,
+            ),
+            (
+                file.webhook_lease_seconds,
+                "webhook_lease_seconds",
+                &mut config.webhook_lease_seconds,
+            ),
+        ] {
+            if let Some(value) = value {
+                *slot = check_count(value, key, &from_file(key))?;
+            }
+        }
 
         if let Some(listen) = env.get("CPIS_LISTEN") {
             config.listen = parse_listen(listen, "CPIS_LISTEN")?;
@@ -325,6 +359,30 @@ impl Config {
             })?;
             config.upload_limit_mb = check_limit(parsed, "CPIS_UPLOAD_LIMIT_MB")?;
         }
+        for (variable, key, slot) in [
+            (
+                "CPIS_NOTIFICATION_RETENTION_DAYS",
+                "notification_retention_days",
+                &mut config.notification_retention_days,
+            ),
+            (
+                "CPIS_WEBHOOK_RETRY_HOURS",
+                "webhook_retry_hours",
+                &mut config.webhook_retry_hours,
+            ),
+            (
+                "CPIS_WEBHOOK_LEASE_SECONDS",
+                "webhook_lease_seconds",
+                &mut config.webhook_lease_seconds,
+            ),
+        ] {
+            if let Some(text) = env.get(variable) {
+                let parsed = text.trim().parse().map_err(|_| {
+                    ConfigError(format!("{variable} is {text:?}; use a whole number"))
+                })?;
+                *slot = check_count(parsed, key, variable)?;
+            }
+        }
 
         if let Some(listen) = &overrides.listen {
             config.listen = parse_listen(listen, "--listen")?;
@@ -361,6 +419,9 @@ impl Config {
             development_la: LaCode::parse("E06000001").unwrap_or_else(|_| unreachable_la()),
             signing_key_file: None,
             upload_limit_mb: 512,
+            notification_retention_days: 365,
+            webhook_retry_hours: 72,
+            webhook_lease_seconds: 60,
         }
     }
 }
@@ -459,6 +520,24 @@ fn check_limit(limit: usize, source: &str) -> Result<usize, ConfigError> {
     } else {
         Err(ConfigError(format!(
             "{source} is {limit}; use 1 to 16384 MiB"
+        )))
+    }
+}
+
+/// Checks a duration setting against the range that makes sense for it.
+fn check_count(value: u32, key: &str, source: &str) -> Result<u32, ConfigError> {
+    let (range, unit) = match key {
+        "notification_retention_days" => (1..=3650, "days"),
+        "webhook_retry_hours" => (1..=720, "hours"),
+        _ => (5..=3600, "seconds"),
+    };
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError(format!(
+            "{source} is {value}; use {} to {} {unit}",
+            range.start(),
+            range.end()
         )))
     }
 }

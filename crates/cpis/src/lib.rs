@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use cpis_auth::SigningKey;
 use cpis_core::identity::{Identity, IdentitySettings};
+use cpis_core::notify::{Deliverer, NotificationSettings};
 use cpis_core::{Clock, Cpis, Limits};
 use cpis_postgres::{PgStore, PoolSettings};
 use cpis_sqlite::SqliteStore;
@@ -164,6 +165,17 @@ pub async fn build_identity(
 pub fn limits(config: &Config) -> Limits {
     Limits {
         upload_bytes: config.upload_limit_mb.saturating_mul(1024 * 1024),
+    }
+}
+
+/// How notifications are kept and delivered, as the configuration sets.
+pub fn notification_settings(config: &Config) -> NotificationSettings {
+    NotificationSettings {
+        retention: time::Duration::days(i64::from(config.notification_retention_days)),
+        retry_for: time::Duration::hours(i64::from(config.webhook_retry_hours)),
+        lease: time::Duration::seconds(i64::from(config.webhook_lease_seconds)),
+        allow_loopback_http: config.development,
+        ..NotificationSettings::default()
     }
 }
 
@@ -319,13 +331,17 @@ pub struct Serve {
     pub listener: TcpListener,
     pub identity: Identity,
     pub limits: Limits,
+    pub notifications: NotificationSettings,
 }
 
 impl WithStore for Serve {
     type Output = ();
     async fn run<S: Store>(self, store: Arc<S>) -> Result<(), StartError> {
-        let app =
-            Arc::new(Cpis::new(store, Clock::system(), self.identity).with_limits(self.limits));
+        let app = Arc::new(
+            Cpis::new(store, Clock::system(), self.identity)
+                .with_limits(self.limits)
+                .with_notifications(self.notifications),
+        );
         app.seed_reference_data()
             .await
             .map_err(|error| StartError(format!("cannot load reference data: {error}")))?;
@@ -333,15 +349,72 @@ impl WithStore for Serve {
     }
 }
 
+/// How many delivery loops one node runs, so that one LA's slow endpoint
+/// does not hold up the others' notifications.
+const DELIVERY_LOOPS: usize = 4;
+
+/// The delivery worker: loops that each take a step whenever a look writes
+/// outbox items (one loop is woken per write), and at least every second
+/// for retries and for items written on other nodes.
+pub async fn deliver_forever<S: Store>(app: Arc<Cpis<S>>, deliverer: Deliverer) {
+    let loops: Vec<_> = (0..DELIVERY_LOOPS)
+        .map(|_| AbortOnDrop(tokio::spawn(delivery_loop(app.clone(), deliverer.clone()))))
+        .collect();
+    // Held until this task is aborted, which aborts the loops with it.
+    std::future::pending::<()>().await;
+    drop(loops);
+}
+
+async fn delivery_loop<S: Store>(app: Arc<Cpis<S>>, deliverer: Deliverer) {
+    let batch = app.notification_settings().batch;
+    loop {
+        match app.deliver_step(&deliverer).await {
+            // A full batch: more may be waiting.
+            Ok(report) if report.claimed >= batch => {}
+            Ok(report) => {
+                if report.claimed > 0 {
+                    tracing::debug!(?report, "delivery step");
+                }
+                app.outbox_written(std::time::Duration::from_secs(1)).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the delivery worker could not reach the store; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// A name for this process's claims on deliveries, unique among nodes.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
 /// How often expired sessions, codes and assertion ids are cleared away.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
-/// Serves `app` on `listener` until `shutdown`, with the housekeeping that
-/// runs beside it.
+/// Serves `app` on `listener` until `shutdown`, with the housekeeping and
+/// the delivery worker that run beside it.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     app: Arc<Cpis<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    serve_with(listener, app, shutdown, true).await
+}
+
+/// [`serve`], with the delivery worker only if `deliver` is set: tests
+/// that take the worker's steps themselves turn it off.
+pub async fn serve_with<S: Store>(
+    listener: TcpListener,
+    app: Arc<Cpis<S>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    deliver: bool,
 ) -> Result<(), StartError> {
     let addr = listener
         .local_addr()
@@ -360,10 +433,26 @@ pub async fn serve<S: Store>(
                         tracing::warn!(%error, "could not clear expired sessions and codes")
                     }
                 }
+                match app.purge_notifications().await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "removed notifications past retention"),
+                    Err(error) => tracing::warn!(%error, "could not remove old notifications"),
+                }
             }
         })
     };
     let _stop_housekeeping = AbortOnDrop(housekeeping);
+    let _stop_delivery = if deliver {
+        let deliverer = Deliverer::new(node_name(), app.notification_settings().attempt_timeout)
+            .map_err(|error| StartError(error.to_string()))?;
+        tracing::info!(node = deliverer.node(), "delivering notifications");
+        Some(AbortOnDrop(tokio::spawn(deliver_forever(
+            app.clone(),
+            deliverer,
+        ))))
+    } else {
+        None
+    };
     cpis_http::serve(listener, app, shutdown)
         .await
         .map_err(|error| StartError(format!("the server stopped: {error}")))

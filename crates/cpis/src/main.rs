@@ -124,6 +124,7 @@ async fn run(command: Command) -> Result<(), StartError> {
                     listener,
                     identity,
                     limits,
+                    notifications: cpis::notification_settings(&config),
                 },
             )
             .await
@@ -150,6 +151,7 @@ async fn run(command: Command) -> Result<(), StartError> {
                 listener,
                 identity,
                 limits: cpis::limits(&config),
+                notifications: cpis::notification_settings(&config),
                 seed,
                 data_dir: config.data_dir.clone(),
             };
@@ -253,6 +255,7 @@ struct Demo {
     listener: TcpListener,
     identity: Identity,
     limits: cpis_core::Limits,
+    notifications: cpis_core::notify::NotificationSettings,
     seed: u64,
     data_dir: PathBuf,
 }
@@ -260,8 +263,11 @@ struct Demo {
 impl WithStore for Demo {
     type Output = ();
     async fn run<S: Store>(self, store: Arc<S>) -> Result<(), StartError> {
-        let app =
-            Arc::new(Cpis::new(store, Clock::system(), self.identity).with_limits(self.limits));
+        let app = Arc::new(
+            Cpis::new(store, Clock::system(), self.identity)
+                .with_limits(self.limits)
+                .with_notifications(self.notifications),
+        );
         let started = Instant::now();
         let loaded = app
             .load_demo(self.seed)

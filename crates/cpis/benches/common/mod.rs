@@ -58,6 +58,16 @@ pub async fn start_server<S: Store>(
     persona: &str,
     limits: Limits,
 ) -> (String, String, Arc<Cpis<S>>, tokio::net::TcpListener) {
+    start_server_with(store, la, persona, |cpis| cpis.with_limits(limits)).await
+}
+
+/// [`start_server`], with the service set up by `configure`.
+pub async fn start_server_with<S: Store>(
+    store: S,
+    la: &str,
+    persona: &str,
+    configure: impl FnOnce(Cpis<S>) -> Cpis<S>,
+) -> (String, String, Arc<Cpis<S>>, tokio::net::TcpListener) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let la = LaCode::parse(la).unwrap();
@@ -75,7 +85,7 @@ pub async fn start_server<S: Store>(
         .put_local_authorities(reference::local_authorities().unwrap())
         .await
         .unwrap();
-    let app = Arc::new(Cpis::new(store, Clock::system(), identity).with_limits(limits));
+    let app = Arc::new(configure(Cpis::new(store, Clock::system(), identity)));
     (url, token, app, listener)
 }
 

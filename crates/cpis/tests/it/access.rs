@@ -78,6 +78,12 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
         ("POST", "/la/v1/uploads") => only(&["social-worker", "la-system"], S::OK),
         ("GET", "/la/v1/uploads") => only(&["social-worker", "la-system"], S::OK),
         ("GET", "/la/v1/uploads/{id}") => only(&["social-worker", "la-system"], S::NOT_FOUND),
+        ("GET", "/la/v1/notifications") => only(&["social-worker", "la-system"], S::OK),
+        // The matrix runs routes in their order: no webhook exists until the PUT.
+        ("GET" | "DELETE", "/la/v1/webhook") => only(&["social-worker", "la-system"], S::NOT_FOUND),
+        ("PUT", "/la/v1/webhook") => only(&["social-worker", "la-system"], S::OK),
+        ("GET", "/la/v1/webhook/failures") => only(&["social-worker", "la-system"], S::OK),
+        ("POST", "/la/v1/webhook/replay") => only(&["social-worker", "la-system"], S::OK),
         _ => return None,
     })
 }
@@ -105,6 +111,10 @@ fn request(client: &Client, server: &TestServer, method: &Method, path: &str) ->
             "emergency_duty_number": "01632 960999",
             "office_hours_number": "01632 960998",
         })),
+        ("PUT", "/la/v1/webhook") => {
+            builder.json(&json!({"url": "https://hooks.matrix.example/cpis"}))
+        }
+        ("POST", "/la/v1/webhook/replay") => builder.json(&json!({})),
         ("POST", "/la/v1/uploads") => builder
             .header("content-type", "text/csv")
             .body("nhs_number,plan_type,start_date\n9434765919,CPP,2026-01-05\n"),

@@ -152,6 +152,17 @@ async fn care_teams_show_visible_plans_only(server: TestServer) {
 }
 
 async fn looks_are_listed_notified_or_silent_as_the_rules_say(server: TestServer) {
+    // Both LAs take pushed notifications, so that each item counts as pending.
+    for la in [TEST_LA, OTHER_LA] {
+        let response = reqwest::Client::new()
+            .put(server.url("/la/v1/webhook"))
+            .bearer_auth(server.token_for("la-system", la))
+            .json(&json!({"url": format!("https://{la}.example/cpis")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
     let child = nhs(20);
     upload(&server, TEST_LA, &[format!("{child},CPP,{},,,", days_ago(30))]).await;
     upload(&server, OTHER_LA, &[format!("{child},LAC,{},,,", days_ago(3))]).await;

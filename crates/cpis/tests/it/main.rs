@@ -7,6 +7,7 @@ mod access;
 mod cli;
 mod fhir;
 mod nodes;
+mod notifications;
 mod provider;
 mod server;
 mod support;

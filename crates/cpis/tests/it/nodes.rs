@@ -10,7 +10,7 @@ use cpis_domain::LaCode;
 use cpis_postgres::testing::TestSchema;
 use cpis_postgres::{PgStore, PoolSettings};
 use cpis_store::conformance::{test_access, test_nhs_number};
-use cpis_store::{OutboxClaim, OutboxItem, OutboxKind, Store};
+use cpis_store::{OutboxClaim, OutboxItem, OutboxKind, Store, Webhook};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -240,7 +240,60 @@ async fn two_nodes_on_one_database_behave_as_one_service() {
     let writer = schema.store().await;
     let camden = LaCode::parse("E09000007").unwrap();
 
-    // Background work: two nodes claiming the same outbox at once never take
+    // Two running nodes deliver what either wrote, each item once.
+    let receiver = crate::notifications::Receiver::start().await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    writer
+        .put_webhook(Webhook {
+            la: camden,
+            url: receiver.url.clone(),
+            secret: secret.to_owned(),
+            created_at: OffsetDateTime::now_utc(),
+        })
+        .await
+        .unwrap();
+    let delivered_items: Vec<OutboxItem> = (0..100)
+        .map(|_| {
+            let id = Uuid::now_v7();
+            OutboxItem {
+                id,
+                la: camden,
+                kind: OutboxKind::Access,
+                payload: serde_json::json!({"id": id, "kind": "access"}),
+                created_at: OffsetDateTime::now_utc(),
+                attempts: 0,
+            }
+        })
+        .collect();
+    for chunk in delivered_items.chunks(10) {
+        writer
+            .record_access(
+                test_access(test_nhs_number(8), OffsetDateTime::now_utc(), true),
+                chunk.to_vec(),
+                vec![],
+            )
+            .await
+            .unwrap();
+    }
+    for _ in 0..600 {
+        if receiver.count() >= delivered_items.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut ids: Vec<String> = receiver
+        .verified(secret)
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), delivered_items.len(), "each item delivered once");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), delivered_items.len(), "no item delivered twice");
+    drop(node_a);
+    drop(node_b);
+
+    // Underneath: two pools claiming the same outbox at once never take
     // the same item, and between them take every item.
     let items: Vec<OutboxItem> = (0..200)
         .map(|_| OutboxItem {
@@ -256,6 +309,7 @@ async fn two_nodes_on_one_database_behave_as_one_service() {
         .record_access(
             test_access(test_nhs_number(9), OffsetDateTime::now_utc(), true),
             items.clone(),
+            vec![],
         )
         .await
         .unwrap();
@@ -296,8 +350,5 @@ async fn two_nodes_on_one_database_behave_as_one_service() {
     let mut expected: Vec<Uuid> = items.iter().map(|item| item.id).collect();
     expected.sort();
     assert_eq!(all, expected, "every item was claimed");
-
-    drop(node_a);
-    drop(node_b);
     drop(schema);
 }

@@ -59,6 +59,17 @@ pub enum Backend {
 /// Signs any claims with the server's own key, as its issuer.
 type Signer = Box<dyn Fn(&serde_json::Value) -> String + Send + Sync>;
 
+/// One step of the server's delivery worker, as a named node.
+type Stepper = Box<
+    dyn Fn(&str) -> futures_util::future::BoxFuture<'static, cpis_core::notify::DeliveryReport>
+        + Send
+        + Sync,
+>;
+
+/// How long one webhook POST may take in tests, so a slow receiver is
+/// found out quickly.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The LA of the LA personas in tests, and another LA for cross-LA attempts.
 pub const TEST_LA: &str = "E09000007";
 pub const OTHER_LA: &str = "E08000025";
@@ -76,6 +87,9 @@ pub struct TestServer {
     pub issuer: String,
     pub endpoints: Vec<cpis_http::Endpoint>,
     sign: Signer,
+    step: Stepper,
+    /// How far the server's clock is ahead of the wall clock, in seconds.
+    ahead: Arc<std::sync::atomic::AtomicI64>,
     stop: Option<oneshot::Sender<()>>,
     _guard: Box<dyn Any + Send>,
 }
@@ -124,10 +138,27 @@ impl TestServer {
         identity: cpis_core::identity::Identity,
         guard: Box<dyn Any + Send>,
     ) -> TestServer {
+        // The server's time runs with the wall clock, moved on by `advance`.
+        let ahead = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let clock = {
+            let ahead = ahead.clone();
+            Clock::from_fn(move || {
+                time::OffsetDateTime::now_utc()
+                    + time::Duration::seconds(ahead.load(std::sync::atomic::Ordering::SeqCst))
+            })
+        };
         let app = Arc::new(
-            Cpis::new(Arc::new(store), Clock::system(), identity).with_limits(cpis_core::Limits {
-                upload_bytes: UPLOAD_LIMIT,
-            }),
+            Cpis::new(Arc::new(store), clock, identity)
+                .with_limits(cpis_core::Limits {
+                    upload_bytes: UPLOAD_LIMIT,
+                })
+                .with_notifications(cpis_core::notify::NotificationSettings {
+                    attempt_timeout: ATTEMPT_TIMEOUT,
+                    allow_loopback_http: true,
+                    // Small, so that two workers share a queue between them.
+                    batch: 8,
+                    ..Default::default()
+                }),
         );
         app.seed_reference_data().await.unwrap();
         app.store()
@@ -137,11 +168,25 @@ impl TestServer {
         let key = app.identity().signing_key().clone();
         let sign: Signer = Box::new(move |claims| key.sign(claims).unwrap());
         let endpoints = cpis_http::endpoints(app.clone());
+        let step: Stepper = {
+            let app = app.clone();
+            Box::new(move |node| {
+                let app = app.clone();
+                let deliverer = cpis_core::notify::Deliverer::new(node, ATTEMPT_TIMEOUT).unwrap();
+                Box::pin(async move { app.deliver_step(&deliverer).await.unwrap() })
+            })
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            cpis::serve(listener, app, async {
-                let _ = stopped.await;
-            })
+            // No delivery worker: tests take its steps themselves.
+            cpis::serve_with(
+                listener,
+                app,
+                async {
+                    let _ = stopped.await;
+                },
+                false,
+            )
             .await
             .unwrap();
         });
@@ -151,6 +196,8 @@ impl TestServer {
             url,
             endpoints,
             sign,
+            step,
+            ahead,
             stop: Some(stop),
             _guard: guard,
         }
@@ -158,6 +205,17 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
+    }
+
+    /// One step of the delivery worker, as node `node`.
+    pub async fn deliver_step(&self, node: &str) -> cpis_core::notify::DeliveryReport {
+        (self.step)(node).await
+    }
+
+    /// Moves the server's clock on.
+    pub fn advance(&self, by: time::Duration) {
+        self.ahead
+            .fetch_add(by.whole_seconds(), std::sync::atomic::Ordering::SeqCst);
     }
 
     /// A bearer token for a development persona (LA personas of [`TEST_LA`]).
@@ -176,7 +234,8 @@ impl TestServer {
             .into_iter()
             .find(|known| known.name == persona)
             .unwrap_or_else(|| panic!("no persona {persona}"));
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp()
+            + self.ahead.load(std::sync::atomic::Ordering::SeqCst);
         let mut claims = if found.la_system {
             serde_json::json!({
                 "sub": found.user_id, "name": found.display_name,
@@ -586,4 +645,37 @@ pub fn validate_fhir(documents: &[serde_json::Value]) -> Option<Vec<serde_json::
             .map(|line| serde_json::from_str(line).unwrap())
             .collect(),
     )
+}
+
+/// Waits until the server at `url` answers ready.
+pub async fn wait_ready(url: &str) {
+    for _ in 0..200 {
+        if let Ok(response) = reqwest::get(format!("{url}/readyz")).await
+            && response.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not become ready");
+}
+
+/// A development persona's token from `cpis token`, for the server whose data is at `data`.
+pub fn persona_token(data: &std::path::Path, persona: &str) -> String {
+    let output = cpis()
+        .args(["token", "--persona", persona, "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned()
 }

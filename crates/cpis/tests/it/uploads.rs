@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     OTHER_LA, Running, TEST_LA, TestServer, UPLOAD_LIMIT, cpis, free_port_address, on_both_stores,
+    persona_token, wait_ready,
 };
 
 /// `n` distinct valid NHS numbers from the 999 range, as ten digits.
@@ -335,37 +336,6 @@ fn a_server_killed_during_a_large_upload_keeps_all_or_none() {
         );
         drop(restarted);
     }
-}
-
-async fn wait_ready(url: &str) {
-    for _ in 0..200 {
-        if let Ok(response) = reqwest::get(format!("{url}/readyz")).await
-            && response.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("{url} did not become ready");
-}
-
-fn persona_token(data: &std::path::Path, persona: &str) -> String {
-    let output = cpis()
-        .args(["token", "--persona", persona, "--data-dir"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned()
 }
 
 /// `cpis upload` against a demo server: a summary, the acknowledgement with
