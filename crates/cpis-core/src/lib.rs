@@ -2,6 +2,7 @@
 //! where the domain's rules meet storage.
 
 pub mod demo;
+mod duplicates;
 pub mod identity;
 pub mod notify;
 pub mod query;

@@ -8,8 +8,7 @@
 //! a reason a person can act on. Rejected rows never stop accepted ones.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::io::{self, BufReader, Read};
 
@@ -25,6 +24,7 @@ use serde_json::{Value, json};
 use time::Date;
 use uuid::Uuid;
 
+use crate::duplicates::DuplicateFinder;
 use crate::{CoreError, Cpis};
 
 /// The columns (and JSON fields) an upload may carry; the first three are required.
@@ -111,9 +111,9 @@ pub struct RecordOutcome {
     pub local_reference: Option<String>,
 }
 
-/// A file checked row by row. The accepted plans wait in a spool on disk,
-/// so a file of any size costs memory only for its rejections and for the
-/// duplicate check (16 bytes a row).
+/// A file checked row by row. The accepted plans wait in a spool on disk
+/// and the duplicate check keeps its keys in sorted runs on disk, so a file
+/// of any size costs memory only for its rejections.
 #[derive(Debug, Default)]
 pub struct ParsedUpload {
     pub accepted: u64,
@@ -222,7 +222,8 @@ struct Checker {
     la: LaCode,
     today: Date,
     list_accepted: bool,
-    seen: HashMap<u64, u64>,
+    /// The identities of accepted plans, to find repeats once the file ends.
+    duplicates: DuplicateFinder,
     spool: PlanSpoolWriter,
     spool_error: Option<io::Error>,
     parsed: ParsedUpload,
@@ -234,7 +235,7 @@ impl Checker {
             la,
             today,
             list_accepted,
-            seen: HashMap::new(),
+            duplicates: DuplicateFinder::new(),
             spool: PlanSpoolWriter::new(la).map_err(ReadFailure::Spool)?,
             spool_error: None,
             parsed: ParsedUpload::default(),
@@ -242,9 +243,14 @@ impl Checker {
     }
 
     fn check(&mut self, line: u64, raw: &RawRecord) {
-        match self.plan(line, raw) {
+        match self.plan(raw) {
             Ok(plan) => {
-                if let Err(error) = self.spool.push(&plan) {
+                let index = self.spool.len();
+                let noted = self
+                    .spool
+                    .push(&plan)
+                    .and_then(|()| self.duplicates.push(packed_key(plan.key()), index, line));
+                if let Err(error) = noted {
                     self.spool_error.get_or_insert(error);
                 }
                 self.parsed.accepted += 1;
@@ -272,7 +278,7 @@ impl Checker {
         });
     }
 
-    fn plan(&mut self, line: u64, raw: &RawRecord) -> Result<Plan, (&'static str, String)> {
+    fn plan(&self, raw: &RawRecord) -> Result<Plan, (&'static str, String)> {
         let reject = |reason: String| ("CPR07", reason);
         let nhs_number = match raw.get(0) {
             None => return Err(("CPR04", "the NHS number is missing".to_owned())),
@@ -321,17 +327,7 @@ impl Checker {
             expected_delivery_date: date(5)?,
             local_reference,
         };
-        let plan = Plan::new(fields).map_err(|error| reject(error.to_string()))?;
-        match self.seen.entry(packed_key(plan.key())) {
-            Entry::Occupied(first) => Err(reject(format!(
-                "the same plan (NHS number, plan type and start date) is already on line {}",
-                first.get()
-            ))),
-            Entry::Vacant(slot) => {
-                slot.insert(line);
-                Ok(plan)
-            }
-        }
+        Plan::new(fields).map_err(|error| reject(error.to_string()))
     }
 
     fn malformed(self, reason: String) -> Result<ParsedUpload, ReadFailure> {
@@ -342,11 +338,52 @@ impl Checker {
         })
     }
 
+    /// Ends the file: a plan sent twice keeps its first row, and each
+    /// repeat is taken out of the spool and rejected.
     fn finish(mut self) -> Result<ParsedUpload, ReadFailure> {
         if let Some(error) = self.spool_error {
             return Err(ReadFailure::Spool(error));
         }
-        self.parsed.plans = Some(self.spool.finish().map_err(ReadFailure::Spool)?);
+        let spool = self.spool.finish().map_err(ReadFailure::Spool)?;
+        let duplicates = self.duplicates.finish().map_err(ReadFailure::Spool)?;
+        if duplicates.is_empty() {
+            self.parsed.plans = Some(spool);
+            return Ok(self.parsed);
+        }
+        let unreadable =
+            |error: StoreError| ReadFailure::Spool(io::Error::other(error.to_string()));
+        let mut kept = PlanSpoolWriter::new(self.la).map_err(ReadFailure::Spool)?;
+        let spooled = Plans::Spooled(spool);
+        let mut chunks = spooled.chunks(4096).map_err(unreadable)?;
+        let mut repeats = duplicates.iter().peekable();
+        let mut index = 0u64;
+        while let Some(chunk) = chunks.next_chunk().map_err(unreadable)? {
+            for plan in chunk.iter() {
+                match repeats.next_if(|repeat| repeat.index == index) {
+                    Some(repeat) => self.parsed.rejected.push(RecordOutcome {
+                        line: repeat.line,
+                        code: "CPR07",
+                        reason: Some(format!(
+                            "the same plan (NHS number, plan type and start date) is already on line {}",
+                            repeat.first_line
+                        )),
+                        nhs_number: Some(plan.nhs_number().digits()),
+                        local_reference: plan.local_reference().map(|r| r.as_str().to_owned()),
+                    }),
+                    None => kept.push(plan).map_err(ReadFailure::Spool)?,
+                }
+                index += 1;
+            }
+        }
+        self.parsed.accepted -= duplicates.len() as u64;
+        if self.list_accepted {
+            let repeated: HashSet<u64> = duplicates.iter().map(|repeat| repeat.line).collect();
+            self.parsed
+                .accepted_records
+                .retain(|record| !repeated.contains(&record.line));
+        }
+        self.parsed.rejected.sort_by_key(|record| record.line);
+        self.parsed.plans = Some(kept.finish().map_err(ReadFailure::Spool)?);
         Ok(self.parsed)
     }
 }
