@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use cpis_domain::{AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan};
 use cpis_store::encoding::{corrupt, from_micros};
+use cpis_store::log::{self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord};
+use cpis_store::merkle::Hash;
 use cpis_store::{
     AppliedPlans, DeliveryCounts, FailedItem, LaClient, OutboxClaim, OutboxItem, PlanBatch,
     PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord, Webhook,
@@ -404,9 +406,11 @@ impl Store for PgStore {
         outbox: Vec<OutboxItem>,
         alerts: Vec<RepeatAlert>,
     ) -> StoreResult<u64> {
+        let leaf = log::access_leaf_hash(&record);
         let mut client = self.client().await?;
         let tx = client.transaction().await.db()?;
         rows::insert_access(&tx, &record).await?;
+        rows::insert_leaf(&tx, LogKind::Access, record.id, &leaf).await?;
         for item in &outbox {
             rows::insert_outbox(&tx, item).await?;
         }
@@ -633,6 +637,13 @@ impl Store for PgStore {
             upload.withdrawn = rows::apply_plans(&tx, batch).await?.withdrawn;
         }
         rows::insert_upload(&tx, &upload).await?;
+        rows::insert_leaf(
+            &tx,
+            LogKind::Upload,
+            upload.id,
+            &log::upload_leaf_hash(&upload),
+        )
+        .await?;
         tx.commit().await.db()?;
         Ok(upload)
     }
@@ -911,6 +922,219 @@ impl Store for PgStore {
         .db()?;
         tx.commit().await.db()?;
         Ok(removed)
+    }
+
+    async fn sequence_log(&self) -> StoreResult<u64> {
+        let mut client = self.client().await?;
+        // One sequencer at a time places what has committed, so places
+        // follow commit order and the tree only ever grows at its end.
+        let tx = client.transaction().await.db()?;
+        let next: i64 = tx
+            .query_one(
+                "SELECT next FROM log_sequencer WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await
+            .db()?
+            .get(0);
+        let placed = tx
+            .query(
+                "WITH waiting AS (
+                     SELECT record_id, row_number() OVER (ORDER BY record_id) - 1 AS n
+                     FROM log_leaf WHERE idx IS NULL)
+                 UPDATE log_leaf SET idx = $1 + waiting.n
+                 FROM waiting WHERE log_leaf.record_id = waiting.record_id
+                 RETURNING waiting.n",
+                &[&next],
+            )
+            .await
+            .db()?;
+        let next = next + placed.len() as i64;
+        tx.execute("UPDATE log_sequencer SET next = $1 WHERE id = 1", &[&next])
+            .await
+            .db()?;
+        tx.commit().await.db()?;
+        Ok(u64::try_from(next).unwrap_or(0))
+    }
+
+    async fn log_leaf_hashes(&self, from: u64, to: u64) -> StoreResult<Vec<(u64, Hash)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT idx, hash FROM log_leaf WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                &[
+                    &i64::try_from(from).unwrap_or(i64::MAX),
+                    &i64::try_from(to).unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .db()?;
+        rows.iter()
+            .map(|row| {
+                let index: i64 = row.try_get(0).map_err(corrupt)?;
+                let hash: &[u8] = row.try_get(1).map_err(corrupt)?;
+                Ok((u64::try_from(index).unwrap_or(0), rows::hash_from(hash)?))
+            })
+            .collect()
+    }
+
+    async fn log_nodes(&self, wanted: Vec<(u32, u64)>) -> StoreResult<Vec<Option<Hash>>> {
+        let client = self.client().await?;
+        let levels: Vec<i32> = wanted
+            .iter()
+            .map(|(level, _)| i32::try_from(*level).unwrap_or(i32::MAX))
+            .collect();
+        let indexes: Vec<i64> = wanted
+            .iter()
+            .map(|(_, index)| i64::try_from(*index).unwrap_or(i64::MAX))
+            .collect();
+        let rows = client
+            .query(
+                "SELECT w.n, node.hash
+                 FROM unnest($1::int[], $2::bigint[]) WITH ORDINALITY AS w (level, idx, n)
+                 LEFT JOIN log_node node ON node.level = w.level AND node.idx = w.idx
+                 ORDER BY w.n",
+                &[&levels, &indexes],
+            )
+            .await
+            .db()?;
+        rows.iter()
+            .map(|row| {
+                let hash: Option<&[u8]> = row.try_get(1).map_err(corrupt)?;
+                hash.map(rows::hash_from).transpose()
+            })
+            .collect()
+    }
+
+    async fn put_checkpoint(
+        &self,
+        nodes: Vec<(u32, u64, Hash)>,
+        checkpoint: Checkpoint,
+    ) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        for chunk in nodes.chunks(5_000) {
+            let levels: Vec<i32> = chunk
+                .iter()
+                .map(|(level, _, _)| i32::try_from(*level).unwrap_or(i32::MAX))
+                .collect();
+            let indexes: Vec<i64> = chunk
+                .iter()
+                .map(|(_, index, _)| i64::try_from(*index).unwrap_or(i64::MAX))
+                .collect();
+            let hashes: Vec<&[u8]> = chunk.iter().map(|(_, _, hash)| &hash[..]).collect();
+            tx.execute(
+                "INSERT INTO log_node (level, idx, hash)
+                 SELECT * FROM unnest($1::int[], $2::bigint[], $3::bytea[])
+                 ON CONFLICT DO NOTHING",
+                &[&levels, &indexes, &hashes],
+            )
+            .await
+            .db()?;
+        }
+        tx.execute(
+            "INSERT INTO log_checkpoint (size, root, note, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+            &[
+                &i64::try_from(checkpoint.size).unwrap_or(i64::MAX),
+                &&checkpoint.root[..],
+                &checkpoint.note,
+                &micros(checkpoint.created_at),
+            ],
+        )
+        .await
+        .db()?;
+        tx.commit().await.db()
+    }
+
+    async fn latest_checkpoint(&self) -> StoreResult<Option<Checkpoint>> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                "SELECT size, root, note, created_at FROM log_checkpoint ORDER BY size DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .db()?
+            .as_ref()
+            .map(rows::checkpoint)
+            .transpose()
+    }
+
+    async fn checkpoints(&self, after_size: u64, limit: usize) -> StoreResult<Vec<Checkpoint>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT size, root, note, created_at FROM log_checkpoint
+                 WHERE size > $1 ORDER BY size LIMIT $2",
+                &[
+                    &i64::try_from(after_size).unwrap_or(i64::MAX),
+                    &i64::try_from(limit).unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .db()?;
+        rows.iter().map(rows::checkpoint).collect()
+    }
+
+    async fn log_entries(&self, from: u64, limit: usize) -> StoreResult<Vec<LogEntry>> {
+        let client = self.client().await?;
+        let leaves = client
+            .query(
+                "SELECT idx, kind, record_id, hash FROM log_leaf WHERE idx >= $1
+                 ORDER BY idx LIMIT $2",
+                &[
+                    &i64::try_from(from).unwrap_or(i64::MAX),
+                    &i64::try_from(limit).unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .db()?;
+        let select_access = client
+            .prepare_cached(&format!("{} WHERE id = $1", rows::SELECT_ACCESS))
+            .await
+            .db()?;
+        let select_upload = client
+            .prepare_cached(&format!("{} WHERE id = $1", rows::SELECT_UPLOAD))
+            .await
+            .db()?;
+        let mut entries = Vec::with_capacity(leaves.len());
+        for leaf in &leaves {
+            let index: i64 = leaf.try_get(0).map_err(corrupt)?;
+            let kind: &str = leaf.try_get(1).map_err(corrupt)?;
+            let record_id: Uuid = leaf.try_get(2).map_err(corrupt)?;
+            let hash: &[u8] = leaf.try_get(3).map_err(corrupt)?;
+            let kind = LogKind::parse(kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown log kind {kind}")))?;
+            let record = match kind {
+                LogKind::Access => client
+                    .query_opt(&select_access, &[&record_id])
+                    .await
+                    .db()?
+                    .as_ref()
+                    .map(rows::access)
+                    .transpose()?
+                    .map(LoggedRecord::Access),
+                LogKind::Upload => client
+                    .query_opt(&select_upload, &[&record_id])
+                    .await
+                    .db()?
+                    .as_ref()
+                    .map(rows::upload)
+                    .transpose()?
+                    .map(LoggedRecord::Upload),
+            };
+            entries.push(LogEntry {
+                leaf: LogLeaf {
+                    index: u64::try_from(index).unwrap_or(0),
+                    kind,
+                    record_id,
+                    hash: rows::hash_from(hash)?,
+                },
+                record: record.unwrap_or(LoggedRecord::Missing),
+            });
+        }
+        Ok(entries)
     }
 
     async fn retry_outbox(

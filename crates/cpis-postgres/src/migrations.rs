@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_identity.sql")),
     (3, include_str!("../migrations/0003_uploads.sql")),
     (4, include_str!("../migrations/0004_notifications.sql")),
+    (5, include_str!("../migrations/0005_log.sql")),
 ];
 
 pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {

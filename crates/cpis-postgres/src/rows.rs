@@ -8,6 +8,8 @@ use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation, PhoneNumber, Plan,
     PlanFields, PlanKey, PlanType, RepeatRule, SettingType,
 };
+use cpis_store::log::{Checkpoint, LogKind};
+use cpis_store::merkle::Hash;
 use cpis_store::{
     AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
     UploadRecord, Webhook,
@@ -16,6 +18,7 @@ use deadpool_postgres::Transaction;
 use time::Date;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
+use uuid::Uuid;
 
 pub(crate) trait DbResult<T> {
     fn db(self) -> StoreResult<T>;
@@ -314,6 +317,38 @@ pub(crate) async fn insert_access(tx: &Transaction<'_>, record: &AccessRecord) -
     .await
     .db()?;
     Ok(())
+}
+
+/// Adds a leaf to the log; it gets its place once committed (see
+/// `sequence_log`).
+pub(crate) async fn insert_leaf(
+    tx: &Transaction<'_>,
+    kind: LogKind,
+    record_id: Uuid,
+    hash: &Hash,
+) -> StoreResult<()> {
+    let insert = tx
+        .prepare_cached("INSERT INTO log_leaf (record_id, kind, hash) VALUES ($1, $2, $3)")
+        .await
+        .db()?;
+    tx.execute(&insert, &[&record_id, &kind.code(), &&hash[..]])
+        .await
+        .db()?;
+    Ok(())
+}
+
+pub(crate) fn hash_from(bytes: &[u8]) -> StoreResult<Hash> {
+    <Hash>::try_from(bytes).map_err(|_| corrupt("a log hash is not 32 bytes"))
+}
+
+/// Reads `size, root, note, created_at`.
+pub(crate) fn checkpoint(row: &Row) -> StoreResult<Checkpoint> {
+    Ok(Checkpoint {
+        size: u64::try_from(get::<i64>(row, 0)?).map_err(corrupt)?,
+        root: hash_from(get::<&[u8]>(row, 1)?)?,
+        note: get(row, 2)?,
+        created_at: from_micros(get(row, 3)?)?,
+    })
 }
 
 pub(crate) async fn insert_outbox(tx: &Transaction<'_>, item: &OutboxItem) -> StoreResult<()> {

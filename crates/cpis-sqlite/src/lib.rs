@@ -16,6 +16,8 @@ use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan, format_iso_date,
 };
 use cpis_store::encoding::from_micros;
+use cpis_store::log::{self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord};
+use cpis_store::merkle::Hash;
 use cpis_store::{
     AppliedPlans, DeliveryCounts, FailedItem, LaClient, OutboxClaim, OutboxItem, PlanBatch,
     PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord, Webhook,
@@ -345,8 +347,11 @@ impl Store for SqliteStore {
         outbox: Vec<OutboxItem>,
         alerts: Vec<RepeatAlert>,
     ) -> StoreResult<u64> {
+        // Hashed here, off the writer thread that every write waits for.
+        let leaf = log::access_leaf_hash(&record);
         write(&self.jobs, move |conn| {
             rows::insert_access(conn, &record)?;
+            rows::insert_leaf(conn, LogKind::Access, record.id, &leaf)?;
             for item in &outbox {
                 rows::insert_outbox(conn, item)?;
             }
@@ -589,6 +594,12 @@ impl Store for SqliteStore {
                 upload.withdrawn = rows::apply_plans(conn, batch)?.withdrawn;
             }
             rows::insert_upload(conn, &upload)?;
+            rows::insert_leaf(
+                conn,
+                LogKind::Upload,
+                upload.id,
+                &log::upload_leaf_hash(&upload),
+            )?;
             Ok(upload)
         })
         .await
@@ -844,6 +855,204 @@ impl Store for SqliteStore {
             Ok(removed as u64)
         })
         .await
+    }
+
+    async fn sequence_log(&self) -> StoreResult<u64> {
+        self.read(|conn| {
+            let next: i64 = conn
+                .query_row(
+                    "SELECT coalesce(max(idx), -1) + 1 FROM log_leaf",
+                    [],
+                    |row| row.get(0),
+                )
+                .db()?;
+            Ok(u64::try_from(next).unwrap_or(0))
+        })
+    }
+
+    async fn log_leaf_hashes(&self, from: u64, to: u64) -> StoreResult<Vec<(u64, Hash)>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT idx, hash FROM log_leaf WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+                )
+                .db()?;
+            let (from, to) = (
+                i64::try_from(from).unwrap_or(i64::MAX),
+                i64::try_from(to).unwrap_or(i64::MAX),
+            );
+            let rows = select
+                .query_map(params![from, to], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+                })
+                .db()?;
+            rows.map(|row| {
+                let (index, hash) = row.db()?;
+                Ok((u64::try_from(index).unwrap_or(0), rows::hash_from(hash)?))
+            })
+            .collect()
+        })
+    }
+
+    async fn log_nodes(&self, wanted: Vec<(u32, u64)>) -> StoreResult<Vec<Option<Hash>>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached("SELECT hash FROM log_node WHERE level = ?1 AND idx = ?2")
+                .db()?;
+            wanted
+                .iter()
+                .map(|(level, index)| {
+                    select
+                        .query_row(
+                            params![level, i64::try_from(*index).unwrap_or(i64::MAX)],
+                            |row| row.get::<_, Vec<u8>>(0),
+                        )
+                        .optional()
+                        .db()?
+                        .map(rows::hash_from)
+                        .transpose()
+                })
+                .collect()
+        })
+    }
+
+    async fn put_checkpoint(
+        &self,
+        nodes: Vec<(u32, u64, Hash)>,
+        checkpoint: Checkpoint,
+    ) -> StoreResult<()> {
+        write(&self.jobs, move |conn| {
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO log_node (level, idx, hash) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .db()?;
+            for (level, index, hash) in &nodes {
+                insert
+                    .execute(params![
+                        level,
+                        i64::try_from(*index).unwrap_or(i64::MAX),
+                        &hash[..]
+                    ])
+                    .db()?;
+            }
+            conn.prepare_cached(
+                "INSERT INTO log_checkpoint (size, root, note, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+            )
+            .db()?
+            .execute(params![
+                i64::try_from(checkpoint.size).unwrap_or(i64::MAX),
+                &checkpoint.root[..],
+                checkpoint.note,
+                micros(checkpoint.created_at)
+            ])
+            .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(&self) -> StoreResult<Option<Checkpoint>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT size, root, note, created_at FROM log_checkpoint ORDER BY size DESC LIMIT 1",
+            )
+            .db()?
+            .query_row([], rows::checkpoint)
+            .optional()
+            .db()?
+            .transpose()
+        })
+    }
+
+    async fn checkpoints(&self, after_size: u64, limit: usize) -> StoreResult<Vec<Checkpoint>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT size, root, note, created_at FROM log_checkpoint
+                     WHERE size > ?1 ORDER BY size LIMIT ?2",
+                )
+                .db()?;
+            let rows = select
+                .query_map(
+                    params![
+                        i64::try_from(after_size).unwrap_or(i64::MAX),
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    rows::checkpoint,
+                )
+                .db()?;
+            rows.map(|row| row.db().and_then(|checkpoint| checkpoint))
+                .collect()
+        })
+    }
+
+    async fn log_entries(&self, from: u64, limit: usize) -> StoreResult<Vec<LogEntry>> {
+        self.read(|conn| {
+            let mut leaves = conn
+                .prepare_cached(
+                    "SELECT idx, kind, record_id, hash FROM log_leaf WHERE idx >= ?1
+                     ORDER BY idx LIMIT ?2",
+                )
+                .db()?;
+            let mut access = conn
+                .prepare_cached(&format!("{} WHERE id = ?1", rows::SELECT_ACCESS))
+                .db()?;
+            let mut upload = conn
+                .prepare_cached(&format!("{} WHERE id = ?1", rows::SELECT_UPLOAD))
+                .db()?;
+            let found = leaves
+                .query_map(
+                    params![
+                        i64::try_from(from).unwrap_or(i64::MAX),
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, Vec<u8>>(3)?,
+                        ))
+                    },
+                )
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            found
+                .into_iter()
+                .map(|(index, kind, record_id, hash)| {
+                    let kind = LogKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("unknown log kind {kind}")))?;
+                    let record = match kind {
+                        LogKind::Access => access
+                            .query_row([&record_id], rows::access)
+                            .optional()
+                            .db()?
+                            .transpose()?
+                            .map(LoggedRecord::Access),
+                        LogKind::Upload => upload
+                            .query_row([&record_id], rows::upload)
+                            .optional()
+                            .db()?
+                            .transpose()?
+                            .map(LoggedRecord::Upload),
+                    };
+                    Ok(LogEntry {
+                        leaf: LogLeaf {
+                            index: u64::try_from(index).unwrap_or(0),
+                            kind,
+                            record_id: Uuid::parse_str(&record_id)
+                                .map_err(|error| StoreError::Corrupt(error.to_string()))?,
+                            hash: rows::hash_from(hash)?,
+                        },
+                        record: record.unwrap_or(LoggedRecord::Missing),
+                    })
+                })
+                .collect()
+        })
     }
 
     async fn retry_outbox(

@@ -6,6 +6,8 @@ use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation, PhoneNumber, Plan,
     PlanFields, PlanKey, PlanType, RepeatRule, SettingType, format_iso_date, parse_iso_date,
 };
+use cpis_store::log::{Checkpoint, LogKind};
+use cpis_store::merkle::Hash;
 use cpis_store::{
     AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
     UploadRecord, Webhook,
@@ -299,6 +301,44 @@ pub(crate) fn insert_access(conn: &Connection, record: &AccessRecord) -> StoreRe
     ])
     .db()?;
     Ok(())
+}
+
+/// Appends a leaf to the log: the next place in the tree, as the one writer
+/// inserts it, so places follow commit order.
+pub(crate) fn insert_leaf(
+    conn: &Connection,
+    kind: LogKind,
+    record_id: Uuid,
+    hash: &Hash,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO log_leaf (idx, kind, record_id, hash)
+         VALUES ((SELECT coalesce(max(idx), -1) + 1 FROM log_leaf), ?1, ?2, ?3)",
+    )
+    .db()?
+    .execute(params![kind.code(), record_id.to_string(), &hash[..]])
+    .db()?;
+    Ok(())
+}
+
+pub(crate) fn hash_from(bytes: Vec<u8>) -> StoreResult<Hash> {
+    <Hash>::try_from(bytes.as_slice()).map_err(|_| corrupt("a log hash is not 32 bytes"))
+}
+
+/// Reads `size, root, note, created_at`.
+pub(crate) fn checkpoint(row: &Row<'_>) -> rusqlite::Result<StoreResult<Checkpoint>> {
+    let size: i64 = row.get(0)?;
+    let root: Vec<u8> = row.get(1)?;
+    let note: String = row.get(2)?;
+    let created_at: i64 = row.get(3)?;
+    Ok((|| {
+        Ok(Checkpoint {
+            size: u64::try_from(size).map_err(corrupt)?,
+            root: hash_from(root)?,
+            note,
+            created_at: from_micros(created_at)?,
+        })
+    })())
 }
 
 pub(crate) fn insert_outbox(conn: &Connection, item: &OutboxItem) -> StoreResult<()> {

@@ -21,6 +21,8 @@ use uuid::Uuid;
 use crate::{
     DeliveryCounts, LaClient, OutboxClaim, OutboxItem, OutboxKind, PlanBatch, PlanPage,
     PlanSpoolWriter, Plans, RepeatAlert, Snapshot, Store, StoreError, UploadRecord, Webhook,
+    log::{Checkpoint, LoggedRecord},
+    merkle,
 };
 
 /// A store under test, and whatever must live as long as it (a temporary
@@ -51,6 +53,7 @@ macro_rules! conformance_tests {
             repeat_alerts_are_written_once_per_window,
             failed_items_are_parked_until_replayed,
             old_items_are_purged,
+            every_access_and_upload_is_a_leaf_of_the_log,
             concurrent_writes_all_land,
             meta_round_trips,
             ephemeral_entries_expire_and_are_taken_once,
@@ -1012,6 +1015,128 @@ pub async fn old_items_are_purged<S: Store>(store: Arc<S>) {
         .map(|(_, item)| item)
         .collect();
     assert_eq!(left, vec![new]);
+}
+
+pub async fn every_access_and_upload_is_a_leaf_of_the_log<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let records: Vec<AccessRecord> = (0..5)
+        .map(|i| {
+            test_access(
+                test_nhs_number(900 + i),
+                AT + Duration::seconds(i.into()),
+                i % 2 == 0,
+            )
+        })
+        .collect();
+    for record in &records[..3] {
+        store
+            .record_access(record.clone(), vec![], vec![])
+            .await
+            .unwrap();
+    }
+    let upload = UploadRecord {
+        id: Uuid::now_v7(),
+        la: LaCode::parse("E09000007").unwrap(),
+        received_at: AT,
+        mode: "changes".into(),
+        file_code: "CPF04".into(),
+        accepted: 0,
+        rejected: 1,
+        withdrawn: 0,
+        idempotency_key: None,
+        records: serde_json::json!([{"line": 2, "code": "CPR04", "reason": "check digit"}]),
+    };
+    store.record_upload(upload.clone(), None).await.unwrap();
+    for record in &records[3..] {
+        store
+            .record_access(record.clone(), vec![], vec![])
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.sequence_log().await.unwrap(), 6);
+    assert_eq!(
+        store.sequence_log().await.unwrap(),
+        6,
+        "placing twice changes nothing"
+    );
+
+    let entries = store.log_entries(0, 100).await.unwrap();
+    assert_eq!(entries.len(), 6);
+    // Places follow commit order across sequencing runs; within one run a
+    // store may order what committed meanwhile as it likes.
+    let mut expected: Vec<Uuid> = records
+        .iter()
+        .map(|record| record.id)
+        .chain([upload.id])
+        .collect();
+    let mut placed: Vec<Uuid> = entries.iter().map(|entry| entry.leaf.record_id).collect();
+    expected.sort();
+    placed.sort();
+    assert_eq!(placed, expected);
+    for (index, entry) in entries.iter().enumerate() {
+        assert_eq!(entry.leaf.index, index as u64);
+        assert_eq!(
+            entry.record.hash(),
+            Some(entry.leaf.hash),
+            "the record reads back as it was hashed"
+        );
+    }
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry.record == LoggedRecord::Upload(upload.clone()))
+    );
+    assert_eq!(store.log_entries(4, 1).await.unwrap()[0], entries[4]);
+    let later = test_access(test_nhs_number(990), AT + Duration::minutes(1), true);
+    store
+        .record_access(later.clone(), vec![], vec![])
+        .await
+        .unwrap();
+    assert_eq!(store.sequence_log().await.unwrap(), 7);
+    assert_eq!(
+        store.log_entries(6, 10).await.unwrap()[0].leaf.record_id,
+        later.id,
+        "a later commit comes after"
+    );
+    let hashes = store.log_leaf_hashes(1, 4).await.unwrap();
+    assert_eq!(
+        hashes,
+        entries[1..4]
+            .iter()
+            .map(|entry| (entry.leaf.index, entry.leaf.hash))
+            .collect::<Vec<_>>()
+    );
+
+    assert_eq!(store.latest_checkpoint().await.unwrap(), None);
+    let node = merkle::node_hash(&entries[0].leaf.hash, &entries[1].leaf.hash);
+    let checkpoint = |size: u64| Checkpoint {
+        size,
+        root: [size as u8; 32],
+        note: format!("note {size}\n"),
+        created_at: AT,
+    };
+    store
+        .put_checkpoint(vec![(1, 0, node)], checkpoint(2))
+        .await
+        .unwrap();
+    store
+        .put_checkpoint(vec![(1, 0, node)], checkpoint(6))
+        .await
+        .unwrap();
+    store.put_checkpoint(vec![], checkpoint(2)).await.unwrap();
+    assert_eq!(
+        store.latest_checkpoint().await.unwrap(),
+        Some(checkpoint(6))
+    );
+    assert_eq!(
+        store.checkpoints(0, 10).await.unwrap(),
+        vec![checkpoint(2), checkpoint(6)]
+    );
+    assert_eq!(store.checkpoints(2, 10).await.unwrap(), vec![checkpoint(6)]);
+    assert_eq!(
+        store.log_nodes(vec![(1, 0), (1, 1), (2, 0)]).await.unwrap(),
+        vec![Some(node), None, None]
+    );
 }
 
 pub async fn concurrent_writes_all_land<S: Store>(store: Arc<S>) {

@@ -6,6 +6,8 @@
 
 pub mod conformance;
 pub mod encoding;
+pub mod log;
+pub mod merkle;
 mod plans;
 
 pub use plans::{Chunks, PlanSpool, PlanSpoolWriter, Plans};
@@ -461,6 +463,52 @@ pub trait Store: Send + Sync + 'static {
     /// and alert windows that ended by then. Returns how many items.
     fn purge_outbox(&self, before: OffsetDateTime)
     -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Places the log's committed leaves that have no place yet after every
+    /// placed leaf, and returns how many leaves have a place (the size of the
+    /// tree that can be built now). A leaf committed after a call is placed
+    /// after every leaf that call placed.
+    fn sequence_log(&self) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// The hashes of leaves `[from, to)`, in order; fewer if some are gone.
+    fn log_leaf_hashes(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Future<Output = StoreResult<Vec<(u64, merkle::Hash)>>> + Send;
+
+    /// Kept hashes of complete subtrees above the leaves, by `(level, index)`.
+    fn log_nodes(
+        &self,
+        wanted: Vec<(u32, u64)>,
+    ) -> impl Future<Output = StoreResult<Vec<Option<merkle::Hash>>>> + Send;
+
+    /// Keeps subtree hashes and a signed checkpoint, in one transaction;
+    /// what is already kept is left as it is.
+    fn put_checkpoint(
+        &self,
+        nodes: Vec<(u32, u64, merkle::Hash)>,
+        checkpoint: log::Checkpoint,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn latest_checkpoint(
+        &self,
+    ) -> impl Future<Output = StoreResult<Option<log::Checkpoint>>> + Send;
+
+    /// Checkpoints with a size above `after_size`, smallest first.
+    fn checkpoints(
+        &self,
+        after_size: u64,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<log::Checkpoint>>> + Send;
+
+    /// Leaves from index `from` on, in index order, each with its record as
+    /// the store holds it now.
+    fn log_entries(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<log::LogEntry>>> + Send;
 
     /// Gives up `node`'s claim on an item after a failed attempt, counting
     /// the attempt and making it due again at `retry_at`.

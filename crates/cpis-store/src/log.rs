@@ -1,0 +1,163 @@
+//! The verifiable access log: what a leaf is (the canonical encoding of an
+//! access record or an upload acknowledgement) and the types a store keeps
+//! for the tree and its signed checkpoints.
+//!
+//! A leaf's bytes are a version tag and then every field, each
+//! length-prefixed, in a fixed order: the same record always gives the same
+//! bytes, and no two records give the same bytes. Changing this encoding
+//! changes every hash; a new encoding takes a new tag.
+
+use cpis_domain::{AccessRecord, format_iso_date};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::UploadRecord;
+use crate::encoding::{micros, nhs};
+use crate::merkle::{Hash, leaf_hash};
+
+/// What a leaf stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind {
+    Access,
+    Upload,
+}
+
+impl LogKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            LogKind::Access => "access",
+            LogKind::Upload => "upload",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Self> {
+        [LogKind::Access, LogKind::Upload]
+            .into_iter()
+            .find(|kind| kind.code() == code)
+    }
+}
+
+/// One leaf as a store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLeaf {
+    /// The leaf's place in the tree, from 0.
+    pub index: u64,
+    pub kind: LogKind,
+    /// The access record's or upload's id.
+    pub record_id: Uuid,
+    /// The leaf hash written with the record.
+    pub hash: Hash,
+}
+
+/// A leaf with the record it stands for, as the store holds it now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoggedRecord {
+    Access(AccessRecord),
+    Upload(UploadRecord),
+    /// The leaf's record is not in the store.
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    pub leaf: LogLeaf,
+    pub record: LoggedRecord,
+}
+
+impl LoggedRecord {
+    /// The leaf hash of the record as it is now; `None` when it is missing.
+    pub fn hash(&self) -> Option<Hash> {
+        match self {
+            LoggedRecord::Access(record) => Some(access_leaf_hash(record)),
+            LoggedRecord::Upload(upload) => Some(upload_leaf_hash(upload)),
+            LoggedRecord::Missing => None,
+        }
+    }
+}
+
+/// A tree head signed by the service: the tree of the first `size` leaves
+/// has root `root`. `note` is the signed note (C2SP tlog-checkpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub size: u64,
+    pub root: Hash,
+    pub note: String,
+    pub created_at: OffsetDateTime,
+}
+
+struct Canonical(Vec<u8>);
+
+impl Canonical {
+    fn new(tag: &str) -> Self {
+        let mut canonical = Canonical(Vec::with_capacity(512));
+        canonical.text(tag);
+        canonical
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.0
+            .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn text(&mut self, text: &str) {
+        self.bytes(text.as_bytes());
+    }
+
+    fn number(&mut self, number: i64) {
+        self.0.extend_from_slice(&number.to_be_bytes());
+    }
+}
+
+/// The canonical bytes of an access record.
+pub fn access_leaf(record: &AccessRecord) -> Vec<u8> {
+    let mut leaf = Canonical::new("cpis-access-v1");
+    leaf.bytes(record.id.as_bytes());
+    leaf.number(micros(record.at));
+    leaf.number(nhs(record.nhs_number));
+    leaf.text(&record.user_id);
+    leaf.text(&record.user_name);
+    leaf.text(&record.role_code);
+    leaf.text(&record.role_name);
+    leaf.text(&record.activity_code);
+    leaf.text(record.organisation_code.as_str());
+    leaf.text(&record.organisation_name);
+    leaf.text(record.setting_type.code());
+    leaf.number(i64::from(record.unscheduled));
+    leaf.number(record.returned.len() as i64);
+    for key in &record.returned {
+        leaf.text(key.la.as_str());
+        leaf.number(nhs(key.nhs_number));
+        leaf.text(key.plan_type.code());
+        leaf.text(&format_iso_date(key.start_date));
+    }
+    leaf.text(&record.request_id);
+    leaf.0
+}
+
+/// The canonical bytes of an upload's acknowledgement.
+pub fn upload_leaf(upload: &UploadRecord) -> Vec<u8> {
+    let mut leaf = Canonical::new("cpis-upload-v1");
+    leaf.bytes(upload.id.as_bytes());
+    leaf.text(upload.la.as_str());
+    leaf.number(micros(upload.received_at));
+    leaf.text(&upload.mode);
+    leaf.text(&upload.file_code);
+    for count in [upload.accepted, upload.rejected, upload.withdrawn] {
+        leaf.number(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    leaf.text(upload.idempotency_key.as_deref().unwrap_or(""));
+    leaf.number(i64::from(upload.idempotency_key.is_some()));
+    // serde_json's maps keep their keys sorted, so equal values print alike
+    // however the store kept them.
+    leaf.text(&upload.records.to_string());
+    leaf.0
+}
+
+pub fn access_leaf_hash(record: &AccessRecord) -> Hash {
+    leaf_hash(&access_leaf(record))
+}
+
+pub fn upload_leaf_hash(upload: &UploadRecord) -> Hash {
+    leaf_hash(&upload_leaf(upload))
+}
