@@ -1,6 +1,7 @@
 //! The use cases of CP-IS, written against the `Store` trait: the only place
 //! where the domain's rules meet storage.
 
+pub mod audit;
 pub mod demo;
 mod duplicates;
 pub mod identity;
@@ -122,6 +123,8 @@ pub struct Cpis<S> {
     identity: identity::Identity,
     limits: Limits,
     notifications: notify::NotificationSettings,
+    /// The log key and when checkpoints are made; none, none are made.
+    log: Option<(Arc<audit::LogSigner>, audit::CheckpointPolicy)>,
     /// Woken when a look writes outbox items, so the worker delivers at once.
     outbox_written: tokio::sync::Notify,
     /// Care settings recently read, so that a query does not read its
@@ -146,6 +149,7 @@ impl<S: Store> Cpis<S> {
             identity,
             limits: Limits::default(),
             notifications: notify::NotificationSettings::default(),
+            log: None,
             outbox_written: tokio::sync::Notify::new(),
             organisations: std::sync::RwLock::default(),
         }
@@ -154,6 +158,16 @@ impl<S: Store> Cpis<S> {
     pub fn with_notifications(mut self, settings: notify::NotificationSettings) -> Self {
         self.notifications = settings;
         self
+    }
+
+    pub fn with_log(mut self, signer: audit::LogSigner, policy: audit::CheckpointPolicy) -> Self {
+        self.log = Some((Arc::new(signer), policy));
+        self
+    }
+
+    /// The log key and checkpoint policy, where the service signs checkpoints.
+    pub fn log(&self) -> Option<(Arc<audit::LogSigner>, audit::CheckpointPolicy)> {
+        self.log.clone()
     }
 
     pub fn notification_settings(&self) -> notify::NotificationSettings {

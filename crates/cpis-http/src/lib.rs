@@ -8,6 +8,7 @@
 //! request, call one `cpis-core` use case, encode the answer. Nothing below
 //! this crate knows axum.
 
+mod audit;
 mod auth;
 mod error;
 mod fhir;
@@ -207,6 +208,25 @@ fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
             "/la/v1/uploads/{id}",
             OWN_LA,
             get(la::upload_of::<S>),
+        )
+        .add(
+            Method::GET,
+            "/audit/v1/checkpoints/latest",
+            Public,
+            get(audit::latest::<S>),
+        )
+        .add(Method::GET, "/audit/v1/key", Public, get(audit::key::<S>))
+        .add(
+            Method::GET,
+            "/audit/v1/proof/inclusion",
+            Public,
+            get(audit::inclusion::<S>),
+        )
+        .add(
+            Method::GET,
+            "/audit/v1/proof/consistency",
+            Public,
+            get(audit::consistency::<S>),
         )
         .add(
             Method::GET,

@@ -268,3 +268,81 @@ mod tests {
         );
     }
 }
+
+/// The right edge of a growing tree: the complete subtrees that make up the
+/// first `size` leaves, largest first. Enough to give the root at any size
+/// while leaves stream past, as verification does.
+#[derive(Debug, Clone, Default)]
+pub struct Frontier {
+    subtrees: Vec<(u32, Hash)>,
+    size: u64,
+}
+
+impl Frontier {
+    pub fn push(&mut self, leaf: Hash) {
+        let mut hash = leaf;
+        let mut level = 0;
+        while let Some((top, left)) = self.subtrees.last().copied() {
+            if top != level {
+                break;
+            }
+            self.subtrees.pop();
+            hash = node_hash(&left, &hash);
+            level += 1;
+        }
+        self.subtrees.push((level, hash));
+        self.size += 1;
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The tree head hash of the leaves pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut subtrees = self.subtrees.iter().rev();
+        match subtrees.next() {
+            None => empty_root(),
+            Some((_, last)) => subtrees.fold(*last, |right, (_, left)| node_hash(left, &right)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod frontier_tests {
+    use super::*;
+
+    struct Leaves(Vec<Hash>);
+
+    impl Nodes for Leaves {
+        type Error = ();
+        fn node(&mut self, level: u32, index: u64) -> Result<Hash, ()> {
+            let start = index << level;
+            let mut layer: Vec<Hash> =
+                self.0[start as usize..(start + (1 << level)) as usize].to_vec();
+            while layer.len() > 1 {
+                layer = layer
+                    .chunks(2)
+                    .map(|pair| node_hash(&pair[0], &pair[1]))
+                    .collect();
+            }
+            Ok(layer[0])
+        }
+    }
+
+    #[test]
+    fn the_frontier_gives_the_root_at_every_size() {
+        let leaves: Vec<Hash> = (0..50u8).map(|i| leaf_hash(&[i])).collect();
+        let mut frontier = Frontier::default();
+        assert_eq!(frontier.root(), empty_root());
+        for (i, leaf) in leaves.iter().enumerate() {
+            frontier.push(*leaf);
+            let size = i as u64 + 1;
+            assert_eq!(frontier.size(), size);
+            assert_eq!(
+                frontier.root(),
+                root(&mut Leaves(leaves.clone()), size).unwrap()
+            );
+        }
+    }
+}

@@ -16,7 +16,7 @@
 //! | `oidc_claims`  | `CPIS_OIDC_CLAIMS` | `cis2`             | `cis2`, or `claims` to name flat claims in `[oidc_claim_names]` |
 //! | `development`  | `CPIS_DEVELOPMENT` | `false`            | the built-in development issuer with demo personas; loopback only |
 //! | `development_la` | `CPIS_DEVELOPMENT_LA` | `E06000001`   | the LA of the social-worker and la-system personas |
-//! | `signing_key_file` | `CPIS_SIGNING_KEY_FILE` | `<data_dir>/signing-key.pem` | the service's ES256 key, made on first start; share it between nodes |
+//! | `signing_key_file` | `CPIS_SIGNING_KEY_FILE` | `<data_dir>/signing-key.pem` | the service's ES256 key, made on first start; share it between nodes. The access log's Ed25519 key, `log-key.pem`, is made and kept beside it |
 //! | `upload_limit_mb` | `CPIS_UPLOAD_LIMIT_MB` | `512`          | the largest LA upload accepted, in MiB (a larger one gets 413) |
 //! | `notification_retention_days` | `CPIS_NOTIFICATION_RETENTION_DAYS` | `365` | how long notifications stay in the LAs' feeds |
 //! | `webhook_retry_hours` | `CPIS_WEBHOOK_RETRY_HOURS` | `72` | how long a failing webhook delivery is retried before it is parked for the LA to replay |
@@ -115,6 +115,15 @@ impl Config {
         self.signing_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("signing-key.pem"))
+    }
+
+    /// The log's Ed25519 key: `log-key.pem` beside the signing key, so that
+    /// nodes sharing one share the other.
+    pub fn log_key_path(&self) -> PathBuf {
+        self.signing_key_path()
+            .parent()
+            .map(|dir| dir.join("log-key.pem"))
+            .unwrap_or_else(|| self.data_dir.join("log-key.pem"))
     }
 
     /// The checks that need the whole configuration.

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cpis_auth::SigningKey;
+use cpis_core::audit::{CheckpointPolicy, LogSigner};
 use cpis_core::identity::{Identity, IdentitySettings};
 use cpis_core::notify::{Deliverer, NotificationSettings};
 use cpis_core::{Clock, Cpis, Limits};
@@ -166,6 +167,24 @@ pub fn limits(config: &Config) -> Limits {
     Limits {
         upload_bytes: config.upload_limit_mb.saturating_mul(1024 * 1024),
     }
+}
+
+/// The key that signs the access log's checkpoints, made on first start;
+/// the log is named after the public URL.
+pub fn load_log_signer(config: &Config, public_url: &str) -> Result<LogSigner, StartError> {
+    let origin = format!(
+        "{}/log",
+        public_url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+    );
+    LogSigner::load_or_create(&config.log_key_path(), &origin).map_err(|error| {
+        StartError(format!(
+            "cannot use the log key {}: {error}",
+            config.log_key_path().display()
+        ))
+    })
 }
 
 /// How notifications are kept and delivered, as the configuration sets.
@@ -326,12 +345,27 @@ pub async fn with_store<W: WithStore>(config: &Config, work: W) -> Result<W::Out
     }
 }
 
+/// `cpis audit verify`: the log checked against its records and checkpoints.
+pub struct VerifyLog {
+    pub key: cpis_core::audit::LogKey,
+}
+
+impl WithStore for VerifyLog {
+    type Output = cpis_core::audit::VerifyReport;
+    async fn run<S: Store>(self, store: Arc<S>) -> Result<Self::Output, StartError> {
+        cpis_core::audit::verify_log(&*store, &self.key)
+            .await
+            .map_err(|error| StartError(format!("cannot read the log: {error}")))
+    }
+}
+
 /// `cpis serve`: loads reference data on first start, then serves until shutdown.
 pub struct Serve {
     pub listener: TcpListener,
     pub identity: Identity,
     pub limits: Limits,
     pub notifications: NotificationSettings,
+    pub log: LogSigner,
 }
 
 impl WithStore for Serve {
@@ -340,7 +374,8 @@ impl WithStore for Serve {
         let app = Arc::new(
             Cpis::new(store, Clock::system(), self.identity)
                 .with_limits(self.limits)
-                .with_notifications(self.notifications),
+                .with_notifications(self.notifications)
+                .with_log(self.log, CheckpointPolicy::default()),
         );
         app.seed_reference_data()
             .await
@@ -381,6 +416,21 @@ async fn delivery_loop<S: Store>(app: Arc<Cpis<S>>, deliverer: Deliverer) {
                 tracing::warn!(%error, "the delivery worker could not reach the store; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             }
+        }
+    }
+}
+
+/// Signs a checkpoint of the access log whenever one is due.
+async fn checkpoint_forever<S: Store>(
+    app: Arc<Cpis<S>>,
+    signer: Arc<LogSigner>,
+    policy: CheckpointPolicy,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        if let Err(error) = app.make_checkpoint(&signer, policy, false).await {
+            tracing::warn!(%error, "could not sign a checkpoint of the access log");
         }
     }
 }
@@ -442,6 +492,13 @@ pub async fn serve_with<S: Store>(
         })
     };
     let _stop_housekeeping = AbortOnDrop(housekeeping);
+    let _stop_checkpoints = app.log().map(|(signer, policy)| {
+        AbortOnDrop(tokio::spawn(checkpoint_forever(
+            app.clone(),
+            signer,
+            policy,
+        )))
+    });
     let _stop_delivery = if deliver {
         let deliverer = Deliverer::new(node_name(), app.notification_settings().attempt_timeout)
             .map_err(|error| StartError(error.to_string()))?;

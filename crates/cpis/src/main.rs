@@ -59,6 +59,12 @@ enum Command {
     ///
     /// Exit codes: 0 all accepted, 3 some or all rejected, 4 the file refused, 1 other failure.
     Upload(cpis::upload_client::UploadArgs),
+    /// The access log: `cpis audit verify` checks it against its records and
+    /// signed checkpoints.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// Print a bearer token for a development persona (the token is the last line).
     Token {
         /// The data directory of the running demo or development server.
@@ -74,10 +80,41 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the log from the store's records and check every signed
+    /// checkpoint. Exit codes: 0 the log is whole, 1 it is not (the first
+    /// problem is printed), 2 it could not be checked.
+    Verify {
+        /// A TOML configuration file (or CPIS_CONFIG), for database_url.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The embedded store's directory (or CPIS_DATA_DIR); PostgreSQL
+        /// comes from CPIS_DATABASE_URL or the file.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The log's verifier key (from GET /audit/v1/key); by default the
+        /// public half of the service's own log key.
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Upload(args) = cli.command {
         return upload(args);
+    }
+    if let Command::Audit {
+        action:
+            AuditCommand::Verify {
+                config,
+                data_dir,
+                key,
+            },
+    } = cli.command
+    {
+        return audit_verify(config, data_dir, key);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -117,6 +154,7 @@ async fn run(command: Command) -> Result<(), StartError> {
             let _lock = cpis::prepare_storage(&config)?;
             let listener = cpis::bind(config.listen).await?;
             let identity = identity(&config, &listener).await?;
+            let log = cpis::load_log_signer(&config, &cpis::public_url(&config, &listener)?)?;
             let limits = cpis::limits(&config);
             cpis::with_store(
                 &config,
@@ -125,6 +163,7 @@ async fn run(command: Command) -> Result<(), StartError> {
                     identity,
                     limits,
                     notifications: cpis::notification_settings(&config),
+                    log,
                 },
             )
             .await
@@ -147,24 +186,94 @@ async fn run(command: Command) -> Result<(), StartError> {
             let _lock = cpis::prepare_storage(&config)?;
             let listener = cpis::bind(config.listen).await?;
             let identity = identity(&config, &listener).await?;
+            let log = cpis::load_log_signer(&config, &cpis::public_url(&config, &listener)?)?;
             let demo = Demo {
                 listener,
                 identity,
                 limits: cpis::limits(&config),
                 notifications: cpis::notification_settings(&config),
+                log,
                 seed,
                 data_dir: config.data_dir.clone(),
             };
             cpis::with_store(&config, demo).await
         }
         // Handled in main, on a runtime of its own, before this one starts.
-        Command::Upload(_) => Ok(()),
+        Command::Upload(_) | Command::Audit { .. } => Ok(()),
         Command::Token {
             data_dir,
             persona,
             la,
         } => token(&data_dir, &persona, la.as_deref()),
     }
+}
+
+/// `cpis audit verify`: exit 0 when the log is whole, 1 when it is not, 2
+/// when it cannot be checked.
+fn audit_verify(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    key: Option<String>,
+) -> ExitCode {
+    let checked = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| StartError(format!("cannot start the async runtime: {error}")))
+        .and_then(|runtime| runtime.block_on(verify(config, data_dir, key)));
+    match checked {
+        Ok(report) => match report.failure {
+            None => {
+                println!(
+                    "the access log is whole: {} leaves, {} signed checkpoints verified",
+                    report.leaves, report.checkpoints
+                );
+                ExitCode::SUCCESS
+            }
+            Some(failure) => {
+                println!(
+                    "the access log is NOT whole: {failure} ({} leaves and {} checkpoints checked before it)",
+                    report.leaves, report.checkpoints
+                );
+                ExitCode::from(1)
+            }
+        },
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn verify(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    key: Option<String>,
+) -> Result<cpis_core::audit::VerifyReport, StartError> {
+    let overrides = Overrides {
+        config_file: config,
+        data_dir,
+        // Nothing is served: the sign-in settings the check asks for do not
+        // matter here.
+        development: true,
+        ..Overrides::default()
+    };
+    let config = Config::load(Config::serve_defaults(), &cpis_environment(), &overrides)?;
+    let key = match key {
+        Some(vkey) => cpis_core::audit::LogKey::parse_vkey(&vkey)
+            .map_err(|error| StartError(error.to_string()))?,
+        None if config.log_key_path().exists() => {
+            cpis_core::audit::LogSigner::load_or_create(&config.log_key_path(), "")
+                .map_err(|error| StartError(error.to_string()))?
+                .public()
+        }
+        None => {
+            return Err(StartError(format!(
+                "no log key at {}; pass the log's verifier key with --key (GET /audit/v1/key)",
+                config.log_key_path().display()
+            )));
+        }
+    };
+    cpis::with_store(&config, cpis::VerifyLog { key }).await
 }
 
 fn upload(args: cpis::upload_client::UploadArgs) -> ExitCode {
@@ -256,6 +365,7 @@ struct Demo {
     identity: Identity,
     limits: cpis_core::Limits,
     notifications: cpis_core::notify::NotificationSettings,
+    log: cpis_core::audit::LogSigner,
     seed: u64,
     data_dir: PathBuf,
 }
@@ -266,7 +376,8 @@ impl WithStore for Demo {
         let app = Arc::new(
             Cpis::new(store, Clock::system(), self.identity)
                 .with_limits(self.limits)
-                .with_notifications(self.notifications),
+                .with_notifications(self.notifications)
+                .with_log(self.log, cpis_core::audit::CheckpointPolicy::default()),
         );
         let started = Instant::now();
         let loaded = app

@@ -198,6 +198,12 @@ async fn two_nodes_on_one_database_behave_as_one_service() {
         .await
         .unwrap();
     assert_eq!(jwks_a, jwks_b, "both nodes publish the same key");
+    let (_, log_a) = get_json(&format!("{a}/audit/v1/key")).await;
+    let (_, log_b) = get_json(&format!("{b}/audit/v1/key")).await;
+    assert_eq!(
+        log_a, log_b,
+        "both nodes sign the log with the key made by the first"
+    );
 
     // An LA system uploads through node A; node B serves the result at once,
     // and honours the same token.

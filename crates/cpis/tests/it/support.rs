@@ -66,6 +66,14 @@ type Stepper = Box<
         + Sync,
 >;
 
+/// Signs a checkpoint now (if the log grew); verifies the whole log.
+type Checkpointer = Box<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+type Verifier = Box<
+    dyn Fn() -> futures_util::future::BoxFuture<'static, cpis_core::audit::VerifyReport>
+        + Send
+        + Sync,
+>;
+
 /// How long one webhook POST may take in tests, so a slow receiver is
 /// found out quickly.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -88,6 +96,8 @@ pub struct TestServer {
     pub endpoints: Vec<cpis_http::Endpoint>,
     sign: Signer,
     step: Stepper,
+    checkpoint: Checkpointer,
+    verify: Verifier,
     /// How far the server's clock is ahead of the wall clock, in seconds.
     ahead: Arc<std::sync::atomic::AtomicI64>,
     stop: Option<oneshot::Sender<()>>,
@@ -152,6 +162,14 @@ impl TestServer {
                 .with_limits(cpis_core::Limits {
                     upload_bytes: UPLOAD_LIMIT,
                 })
+                .with_log(
+                    cpis_core::audit::LogSigner::generate("cpis.test/log").unwrap(),
+                    cpis_core::audit::CheckpointPolicy {
+                        // Only when a test asks: checkpoints fall where it wants them.
+                        every_leaves: u64::MAX,
+                        every: time::Duration::days(365_000),
+                    },
+                )
                 .with_notifications(cpis_core::notify::NotificationSettings {
                     attempt_timeout: ATTEMPT_TIMEOUT,
                     allow_loopback_http: true,
@@ -176,6 +194,26 @@ impl TestServer {
                 Box::pin(async move { app.deliver_step(&deliverer).await.unwrap() })
             })
         };
+        let checkpoint: Checkpointer = {
+            let app = app.clone();
+            Box::new(move || {
+                let app = app.clone();
+                Box::pin(async move {
+                    let (signer, policy) = app.log().unwrap();
+                    app.make_checkpoint(&signer, policy, true).await.unwrap();
+                })
+            })
+        };
+        let verify: Verifier = {
+            let app = app.clone();
+            Box::new(move || {
+                let app = app.clone();
+                Box::pin(async move {
+                    let (signer, _) = app.log().unwrap();
+                    app.verify_log(&signer.public()).await.unwrap()
+                })
+            })
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             // No delivery worker: tests take its steps themselves.
@@ -197,6 +235,8 @@ impl TestServer {
             endpoints,
             sign,
             step,
+            checkpoint,
+            verify,
             ahead,
             stop: Some(stop),
             _guard: guard,
@@ -210,6 +250,16 @@ impl TestServer {
     /// One step of the delivery worker, as node `node`.
     pub async fn deliver_step(&self, node: &str) -> cpis_core::notify::DeliveryReport {
         (self.step)(node).await
+    }
+
+    /// Signs a checkpoint of the access log now, if it grew.
+    pub async fn checkpoint(&self) {
+        (self.checkpoint)().await
+    }
+
+    /// Checks the whole access log, as `cpis audit verify` does.
+    pub async fn verify_log(&self) -> cpis_core::audit::VerifyReport {
+        (self.verify)().await
     }
 
     /// Moves the server's clock on.

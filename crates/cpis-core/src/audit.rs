@@ -1,0 +1,593 @@
+//! The verifiable access log: signed checkpoints (C2SP signed notes with
+//! an Ed25519 key), inclusion and consistency proofs, and verification of
+//! the whole log against its records and checkpoints.
+//!
+//! Leaves are written with their records (see `cpis_store::log`); subtree
+//! hashes are folded in when a checkpoint is made, off the query path.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use aws_lc_rs::digest;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use cpis_store::Store;
+use cpis_store::log::{Checkpoint, LoggedRecord};
+use cpis_store::merkle::{self, Frontier, Hash, Nodes};
+use serde::Serialize;
+use time::Duration;
+
+use crate::{CoreError, Cpis};
+
+/// When checkpoints are made: after this many new leaves, or this long
+/// after the last one when anything is new.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointPolicy {
+    pub every_leaves: u64,
+    pub every: Duration,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        CheckpointPolicy {
+            every_leaves: 10_000,
+            every: Duration::seconds(10),
+        }
+    }
+}
+
+/// The service's log key: signs checkpoints as C2SP signed notes.
+pub struct LogSigner {
+    origin: String,
+    key: Ed25519KeyPair,
+}
+
+/// A log's public key as outsiders hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogKey {
+    /// The checkpoint origin, also the key's name.
+    pub name: String,
+    /// C2SP's verifier key: `name+keyhash+base64(0x01 || key)`.
+    pub vkey: String,
+    #[serde(skip)]
+    pub public_key: [u8; 32],
+}
+
+impl LogKey {
+    /// Reads a verifier key `name+hash+base64(0x01 || key)`.
+    pub fn parse_vkey(vkey: &str) -> Result<LogKey, CoreError> {
+        let bad = || CoreError::BadRequest(format!("{vkey:?} is not a verifier key"));
+        let mut parts = vkey.trim().splitn(3, '+');
+        let (Some(name), Some(_), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        let key = BASE64.decode(key).map_err(|_| bad())?;
+        let public_key: [u8; 32] = match key.split_first() {
+            Some((0x01, rest)) => rest.try_into().map_err(|_| bad())?,
+            _ => return Err(bad()),
+        };
+        Ok(LogKey::new(name, public_key))
+    }
+
+    fn new(name: &str, public_key: [u8; 32]) -> LogKey {
+        let hash = key_hash(name, &public_key);
+        let mut encoded = vec![0x01];
+        encoded.extend_from_slice(&public_key);
+        LogKey {
+            name: name.to_owned(),
+            vkey: format!(
+                "{name}+{}+{}",
+                hash.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                BASE64.encode(encoded)
+            ),
+            public_key,
+        }
+    }
+
+    /// Checks a checkpoint note's signature by this key and reads its tree
+    /// head: `(size, root)`. A key without a name (the service's own key
+    /// read from its file) takes the note's origin as its name.
+    pub fn open(&self, note: &str) -> Result<(u64, Hash), String> {
+        let (body, signatures) = note
+            .split_once("\n\n")
+            .ok_or("the note has no signature lines")?;
+        let body = format!("{body}\n");
+        let origin = body.lines().next().unwrap_or_default();
+        let name = if self.name.is_empty() {
+            origin
+        } else {
+            self.name.as_str()
+        };
+        let hash = key_hash(name, &self.public_key);
+        let prefix = format!("\u{2014} {name} ");
+        let verified = signatures.lines().any(|line| {
+            line.strip_prefix(&prefix)
+                .and_then(|signature| BASE64.decode(signature).ok())
+                .filter(|signature| signature.len() == 68 && signature[..4] == hash)
+                .is_some_and(|signature| {
+                    UnparsedPublicKey::new(&ED25519, &self.public_key)
+                        .verify(body.as_bytes(), &signature[4..])
+                        .is_ok()
+                })
+        });
+        if !verified {
+            return Err("the checkpoint's signature does not verify with the log key".into());
+        }
+        let mut lines = body.lines();
+        if lines.next() != Some(name) {
+            return Err("the checkpoint names another log".into());
+        }
+        let size = lines
+            .next()
+            .and_then(|size| size.parse().ok())
+            .ok_or("the checkpoint has no tree size")?;
+        let root: Hash = lines
+            .next()
+            .and_then(|root| BASE64.decode(root).ok())
+            .and_then(|root| root.try_into().ok())
+            .ok_or("the checkpoint has no root hash")?;
+        Ok((size, root))
+    }
+}
+
+fn key_hash(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
+    let mut context = digest::Context::new(&digest::SHA256);
+    context.update(name.as_bytes());
+    context.update(b"\n");
+    context.update(&[0x01]);
+    context.update(public_key);
+    let mut hash = [0u8; 4];
+    hash.copy_from_slice(&context.finish().as_ref()[..4]);
+    hash
+}
+
+impl LogSigner {
+    /// A new key, kept nowhere: for tests and one-off tools.
+    pub fn generate(origin: &str) -> Result<Self, CoreError> {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|_| CoreError::Internal("cannot make a log key".into()))?;
+        Self::from_pkcs8(origin, pkcs8.as_ref())
+    }
+
+    fn from_pkcs8(origin: &str, pkcs8: &[u8]) -> Result<Self, CoreError> {
+        let key = Ed25519KeyPair::from_pkcs8(pkcs8)
+            .map_err(|_| CoreError::Internal("the log key is not an Ed25519 PKCS#8 key".into()))?;
+        Ok(LogSigner {
+            origin: origin.to_owned(),
+            key,
+        })
+    }
+
+    /// The key kept at `path` (base64 PKCS#8 between PEM lines), made on
+    /// first use with permissions 0600. Nodes of one service share it.
+    pub fn load_or_create(path: &Path, origin: &str) -> Result<Self, CoreError> {
+        let unusable = |error: std::io::Error| {
+            CoreError::Internal(format!("the log key {}: {error}", path.display()))
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let body: String = text
+                    .lines()
+                    .filter(|line| !line.starts_with("-----"))
+                    .collect();
+                let der = BASE64.decode(body.trim()).map_err(|_| {
+                    CoreError::Internal(format!("the log key {} is not PEM", path.display()))
+                })?;
+                Self::from_pkcs8(origin, &der)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                    .map_err(|_| CoreError::Internal("cannot make a log key".into()))?;
+                let pem = format!(
+                    "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                    BASE64.encode(pkcs8.as_ref())
+                );
+                // Written whole under another name, then linked into place:
+                // nodes starting together on one shared key file all end up
+                // with the first node's key, never a half-written one.
+                let draft = path.with_extension(format!("{}.new", std::process::id()));
+                write_private(&draft, &pem).map_err(unusable)?;
+                let linked = std::fs::hard_link(&draft, path);
+                let _ = std::fs::remove_file(&draft);
+                match linked {
+                    Ok(()) => Self::from_pkcs8(origin, pkcs8.as_ref()),
+                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(path, origin)
+                    }
+                    Err(error) => Err(unusable(error)),
+                }
+            }
+            Err(error) => Err(unusable(error)),
+        }
+    }
+
+    pub fn public(&self) -> LogKey {
+        let mut public_key = [0u8; 32];
+        public_key.copy_from_slice(self.key.public_key().as_ref());
+        LogKey::new(&self.origin, public_key)
+    }
+
+    /// The checkpoint note for a tree head: origin, size and root, then one
+    /// signature line (C2SP tlog-checkpoint and signed-note).
+    pub fn sign(&self, size: u64, root: &Hash) -> String {
+        let body = format!("{}\n{size}\n{}\n", self.origin, BASE64.encode(root));
+        let signature = self.key.sign(body.as_bytes());
+        let public = self.public();
+        let mut signed = key_hash(&public.name, &public.public_key).to_vec();
+        signed.extend_from_slice(signature.as_ref());
+        format!(
+            "{body}\n\u{2014} {} {}\n",
+            self.origin,
+            BASE64.encode(signed)
+        )
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// Subtree hashes wanted by an algorithm, found by running it once with
+/// stand-in hashes (the algorithms' reads do not depend on the hashes).
+struct Wanted<'a> {
+    known: &'a HashMap<(u32, u64), Hash>,
+    missing: BTreeSet<(u32, u64)>,
+}
+
+impl Nodes for Wanted<'_> {
+    type Error = std::convert::Infallible;
+    fn node(&mut self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+        if !self.known.contains_key(&(level, index)) {
+            self.missing.insert((level, index));
+        }
+        Ok([0; 32])
+    }
+}
+
+struct Known<'a>(&'a HashMap<(u32, u64), Hash>);
+
+impl Nodes for Known<'_> {
+    type Error = CoreError;
+    fn node(&mut self, level: u32, index: u64) -> Result<Hash, CoreError> {
+        self.0.get(&(level, index)).copied().ok_or_else(|| {
+            CoreError::Unavailable(format!(
+                "the log's subtree {level}/{index} is not kept yet; try again after the next checkpoint"
+            ))
+        })
+    }
+}
+
+/// A proof with the tree heads it joins.
+#[derive(Debug, Clone, Serialize)]
+pub struct Proof {
+    pub hashes: Vec<String>,
+}
+
+fn encode_all(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(|hash| BASE64.encode(hash)).collect()
+}
+
+/// What `verify_log` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    pub leaves: u64,
+    pub checkpoints: u64,
+    /// The first problem found, said so that someone can find the record.
+    pub failure: Option<String>,
+}
+
+impl<S: Store> Cpis<S> {
+    /// Fetches what `run` will read that `known` lacks, then runs it.
+    async fn with_nodes<T>(
+        &self,
+        known: &mut HashMap<(u32, u64), Hash>,
+        run: impl Fn(&mut dyn FnMut(u32, u64) -> Result<Hash, CoreError>) -> Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
+        let mut wanted = Wanted {
+            known,
+            missing: BTreeSet::new(),
+        };
+        let _ = run(&mut |level, index| Ok(wanted.node(level, index).unwrap_or([0; 32])));
+        let missing = wanted.missing;
+        let (leaves, above): (Vec<_>, Vec<_>) =
+            missing.into_iter().partition(|(level, _)| *level == 0);
+        // Leaves come in runs: fetch each run in one read.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for (_, index) in leaves {
+            match runs.last_mut() {
+                Some((_, end)) if *end == index => *end += 1,
+                _ => runs.push((index, index + 1)),
+            }
+        }
+        for (from, to) in runs {
+            for (index, hash) in self.store.log_leaf_hashes(from, to).await? {
+                known.insert((0, index), hash);
+            }
+        }
+        if !above.is_empty() {
+            let found = self.store.log_nodes(above.clone()).await?;
+            for (key, hash) in above.into_iter().zip(found) {
+                if let Some(hash) = hash {
+                    known.insert(key, hash);
+                }
+            }
+        }
+        let mut nodes = Known(known);
+        run(&mut |level, index| nodes.node(level, index))
+    }
+
+    /// Makes a checkpoint if one is due under `policy` (or whenever the log
+    /// has grown, with `force`): places new leaves, keeps the subtrees they
+    /// complete, and signs the new tree head.
+    pub async fn make_checkpoint(
+        &self,
+        signer: &LogSigner,
+        policy: CheckpointPolicy,
+        force: bool,
+    ) -> Result<Option<Checkpoint>, CoreError> {
+        let size = self.store.sequence_log().await?;
+        let last = self.store.latest_checkpoint().await?;
+        let (old, last_at) = match &last {
+            Some(checkpoint) => (checkpoint.size, Some(checkpoint.created_at)),
+            None => (0, None),
+        };
+        let now = self.clock.now();
+        let due = size > old
+            && (force
+                || size - old >= policy.every_leaves
+                || last_at.is_none_or(|at| now - at >= policy.every));
+        if !due {
+            return Ok(None);
+        }
+        let mut known = HashMap::new();
+        let made = self
+            .with_nodes(&mut known, |node| {
+                merkle::completed_subtrees(&mut Fn2(node), old, size)
+            })
+            .await?;
+        for (level, index, hash) in &made {
+            known.insert((*level, *index), *hash);
+        }
+        let root = self
+            .with_nodes(&mut known, |node| merkle::root(&mut Fn2(node), size))
+            .await?;
+        let checkpoint = Checkpoint {
+            size,
+            root,
+            note: signer.sign(size, &root),
+            created_at: now,
+        };
+        self.store.put_checkpoint(made, checkpoint.clone()).await?;
+        tracing::debug!(size, "log checkpoint signed");
+        Ok(Some(checkpoint))
+    }
+
+    pub async fn latest_checkpoint(&self) -> Result<Checkpoint, CoreError> {
+        self.store
+            .latest_checkpoint()
+            .await?
+            .ok_or_else(|| CoreError::NotFound("the log has no checkpoint yet".into()))
+    }
+
+    /// The audit path of leaf `index` in the tree of `size` leaves, which a
+    /// checkpoint must cover; with the leaf's hash.
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<(Hash, Vec<Hash>), CoreError> {
+        let latest = self.latest_checkpoint().await?;
+        if size == 0 || size > latest.size || index >= size {
+            return Err(CoreError::BadRequest(format!(
+                "leaf must be below size, and size between 1 and the latest checkpoint's {}",
+                latest.size
+            )));
+        }
+        let mut known = HashMap::new();
+        let proof = self
+            .with_nodes(&mut known, |node| {
+                merkle::inclusion_proof(&mut Fn2(node), index, size)
+            })
+            .await?;
+        let leaf = self
+            .store
+            .log_leaf_hashes(index, index + 1)
+            .await?
+            .first()
+            .map(|(_, hash)| *hash)
+            .ok_or_else(|| CoreError::NotFound(format!("the log has no leaf {index}")))?;
+        Ok((leaf, proof))
+    }
+
+    /// The proof that the tree of `from` leaves is a prefix of the tree of
+    /// `to` leaves; `to` must be covered by a checkpoint.
+    pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, CoreError> {
+        let latest = self.latest_checkpoint().await?;
+        if from == 0 || from > to || to > latest.size {
+            return Err(CoreError::BadRequest(format!(
+                "from and to must satisfy 1 <= from <= to <= {}, the latest checkpoint's size",
+                latest.size
+            )));
+        }
+        let mut known = HashMap::new();
+        self.with_nodes(&mut known, |node| {
+            merkle::consistency_proof(&mut Fn2(node), from, to)
+        })
+        .await
+    }
+
+    pub async fn verify_log(&self, key: &LogKey) -> Result<VerifyReport, CoreError> {
+        verify_log(&*self.store, key).await
+    }
+}
+
+/// Recomputes the log from the records as `store` holds them now and checks
+/// every checkpoint against it with `key`. Stops at the first problem: a
+/// record changed or deleted, a leaf missing or out of place, a checkpoint
+/// whose root or signature does not match, or a log shorter than its
+/// checkpoints.
+pub async fn verify_log<S: Store>(store: &S, key: &LogKey) -> Result<VerifyReport, CoreError> {
+    {
+        const PAGE: usize = 10_000;
+        let mut report = VerifyReport::default();
+        let mut frontier = Frontier::default();
+        let mut checkpoints = store.checkpoints(0, PAGE).await?.into_iter().peekable();
+        let fail = |mut report: VerifyReport, why: String| {
+            report.failure = Some(why);
+            Ok(report)
+        };
+        loop {
+            let page = store.log_entries(frontier.size(), PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            for entry in page {
+                let expected = frontier.size();
+                let leaf = &entry.leaf;
+                let what = format!("{} record {}", leaf.kind.code(), leaf.record_id);
+                if leaf.index != expected {
+                    return fail(
+                        report,
+                        format!(
+                            "leaf {expected} is missing: the log jumps to leaf {} ({what})",
+                            leaf.index
+                        ),
+                    );
+                }
+                let Some(hash) = entry.record.hash() else {
+                    return fail(
+                        report,
+                        format!("leaf {expected}: the {what} has been deleted"),
+                    );
+                };
+                if hash != leaf.hash {
+                    return fail(
+                        report,
+                        format!("leaf {expected}: the {what} has been changed since it was logged"),
+                    );
+                }
+                if let LoggedRecord::Access(record) = &entry.record
+                    && record.id != leaf.record_id
+                {
+                    return fail(report, format!("leaf {expected} stands for another record"));
+                }
+                frontier.push(hash);
+                report.leaves += 1;
+                while let Some(checkpoint) = checkpoints.next_if(|c| c.size == frontier.size()) {
+                    if let Some(why) = check_checkpoint(key, &checkpoint, frontier.root()) {
+                        return fail(report, why);
+                    }
+                    report.checkpoints += 1;
+                    if checkpoints.peek().is_none() {
+                        checkpoints = store
+                            .checkpoints(checkpoint.size, PAGE)
+                            .await?
+                            .into_iter()
+                            .peekable();
+                    }
+                }
+            }
+        }
+        if let Some(checkpoint) = checkpoints.next() {
+            return fail(
+                report,
+                format!(
+                    "the log has been cut short: a checkpoint covers {} leaves but only {} remain",
+                    checkpoint.size,
+                    frontier.size()
+                ),
+            );
+        }
+        Ok(report)
+    }
+}
+
+fn check_checkpoint(key: &LogKey, checkpoint: &Checkpoint, root: Hash) -> Option<String> {
+    match key.open(&checkpoint.note) {
+        Err(why) => Some(format!("checkpoint {}: {why}", checkpoint.size)),
+        Ok((size, signed_root)) if size != checkpoint.size || signed_root != checkpoint.root => {
+            Some(format!(
+                "checkpoint {}: its note does not match its record",
+                checkpoint.size
+            ))
+        }
+        Ok(_) if root != checkpoint.root => Some(format!(
+            "checkpoint {}: the records no longer give the tree head it signed; a record before it was changed, added, removed or reordered",
+            checkpoint.size
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// Adapts a closure to [`Nodes`].
+struct Fn2<'a>(&'a mut dyn FnMut(u32, u64) -> Result<Hash, CoreError>);
+
+impl Nodes for Fn2<'_> {
+    type Error = CoreError;
+    fn node(&mut self, level: u32, index: u64) -> Result<Hash, CoreError> {
+        (self.0)(level, index)
+    }
+}
+
+pub fn encode_hash(hash: &Hash) -> String {
+    BASE64.encode(hash)
+}
+
+pub fn encode_proof(hashes: &[Hash]) -> Proof {
+    Proof {
+        hashes: encode_all(hashes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_are_signed_notes_that_open_with_the_public_key() {
+        let signer = LogSigner::generate("cpis.example/log").unwrap();
+        let key = signer.public();
+        assert!(key.vkey.starts_with("cpis.example/log+"));
+        assert_eq!(LogKey::parse_vkey(&key.vkey).unwrap(), key);
+        let root = [7u8; 32];
+        let note = signer.sign(42, &root);
+        let mut lines = note.lines();
+        assert_eq!(lines.next(), Some("cpis.example/log"));
+        assert_eq!(lines.next(), Some("42"));
+        assert_eq!(lines.next(), Some(BASE64.encode(root).as_str()));
+        assert_eq!(lines.next(), Some(""));
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .starts_with("\u{2014} cpis.example/log ")
+        );
+        assert_eq!(key.open(&note).unwrap(), (42, root));
+        let forged = note.replace("\n42\n", "\n43\n");
+        assert!(key.open(&forged).is_err());
+        let other = LogSigner::generate("cpis.example/log").unwrap().public();
+        assert!(other.open(&note).is_err());
+    }
+
+    #[test]
+    fn a_key_is_kept_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log-key.pem");
+        let made = LogSigner::load_or_create(&path, "o").unwrap().public();
+        let read = LogSigner::load_or_create(&path, "o").unwrap().public();
+        assert_eq!(made, read);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
