@@ -458,13 +458,13 @@ pub async fn serve<S: Store>(
     serve_with(listener, app, shutdown, true).await
 }
 
-/// [`serve`], with the delivery worker only if `deliver` is set: tests
-/// that take the worker's steps themselves turn it off.
+/// [`serve`], with the delivery worker and the log's checkpoints only if
+/// `workers` is set: tests that take those steps themselves turn them off.
 pub async fn serve_with<S: Store>(
     listener: TcpListener,
     app: Arc<Cpis<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    deliver: bool,
+    workers: bool,
 ) -> Result<(), StartError> {
     let addr = listener
         .local_addr()
@@ -499,7 +499,7 @@ pub async fn serve_with<S: Store>(
             policy,
         )))
     });
-    let _stop_delivery = if deliver {
+    let _stop_delivery = if workers {
         let deliverer = Deliverer::new(node_name(), app.notification_settings().attempt_timeout)
             .map_err(|error| StartError(error.to_string()))?;
         tracing::info!(node = deliverer.node(), "delivering notifications");

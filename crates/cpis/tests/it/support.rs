@@ -216,7 +216,7 @@ impl TestServer {
         };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            // No delivery worker: tests take its steps themselves.
+            // No delivery worker or checkpoints: tests take those steps themselves.
             cpis::serve_with(
                 listener,
                 app,
