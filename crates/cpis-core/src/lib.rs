@@ -8,6 +8,7 @@ pub mod identity;
 pub mod notify;
 pub mod query;
 pub mod reference;
+pub mod reports;
 pub mod upload;
 
 use std::sync::Arc;

@@ -99,7 +99,7 @@ fn marked_scheduled(headers: &HeaderMap) -> Result<bool, HttpError> {
     }
 }
 
-fn request_id(id: Option<Extension<RequestId>>) -> String {
+pub(crate) fn request_id(id: Option<Extension<RequestId>>) -> String {
     id.and_then(|Extension(id)| id.header_value().to_str().ok().map(str::to_owned))
         .unwrap_or_default()
 }

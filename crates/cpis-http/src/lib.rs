@@ -230,6 +230,12 @@ fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
         )
         .add(
             Method::GET,
+            "/audit/v1/reports/accesses",
+            Access::Permission(Permission::ViewAccessReports),
+            get(audit::accesses::<S>),
+        )
+        .add(
+            Method::GET,
             "/la/v1/notifications",
             OWN_LA,
             get(notifications::feed::<S>),

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use cpis_domain::{AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan};
 use cpis_store::encoding::{corrupt, from_micros};
-use cpis_store::log::{self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord};
-use cpis_store::merkle::Hash;
+use cpis_store::log::{self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord, ReportRecord};
+use cpis_store::merkle::{self, Hash};
+use cpis_store::{AccessFilter, AccessQuery};
 use cpis_store::{
     AppliedPlans, DeliveryCounts, FailedItem, LaClient, OutboxClaim, OutboxItem, PlanBatch,
     PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord, Webhook,
@@ -924,6 +925,75 @@ impl Store for PgStore {
         Ok(removed)
     }
 
+    async fn record_report(&self, report: ReportRecord) -> StoreResult<()> {
+        let leaf = merkle::leaf_hash(&log::report_leaf(&report));
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        tx.execute(
+            "INSERT INTO report_log (id, at, user_id, user_name, role_code, organisation_code,
+                 report, subject, from_date, to_date, request_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[
+                &report.id,
+                &micros(report.at),
+                &report.user_id,
+                &report.user_name,
+                &report.role_code,
+                &report.organisation_code,
+                &report.report,
+                &report.subject,
+                &report.from,
+                &report.to,
+                &report.request_id,
+            ],
+        )
+        .await
+        .db()?;
+        rows::insert_leaf(&tx, LogKind::Report, report.id, &leaf).await?;
+        tx.commit().await.db()
+    }
+
+    async fn accesses(&self, query: AccessQuery) -> StoreResult<Vec<AccessRecord>> {
+        let client = self.client().await?;
+        let (after_at, after_id) = query
+            .after
+            .map_or((i64::MIN, Uuid::nil()), |(at, id)| (micros(at), id));
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let range = "at >= $2 AND at < $3 AND (at, id) > ($4, $5) ORDER BY at, id LIMIT $6";
+        let (from, to) = (micros(query.from), micros(query.to));
+        let rows = match &query.filter {
+            AccessFilter::NhsNumber(number) => {
+                client
+                    .query(
+                        &format!("{} WHERE nhs_number = $1 AND {range}", rows::SELECT_ACCESS),
+                        &[&nhs(*number), &from, &to, &after_at, &after_id, &limit],
+                    )
+                    .await
+            }
+            AccessFilter::User(user) => {
+                client
+                    .query(
+                        &format!("{} WHERE user_id = $1 AND {range}", rows::SELECT_ACCESS),
+                        &[user, &from, &to, &after_at, &after_id, &limit],
+                    )
+                    .await
+            }
+            AccessFilter::Organisation(code) => {
+                client
+                    .query(
+                        &format!(
+                            "{} WHERE organisation_code = $1 AND {range}",
+                            rows::SELECT_ACCESS
+                        ),
+                        &[&code.as_str(), &from, &to, &after_at, &after_id, &limit],
+                    )
+                    .await
+            }
+        }
+        .db()?;
+        rows.iter().map(rows::access).collect()
+    }
+
     async fn sequence_log(&self) -> StoreResult<u64> {
         let mut client = self.client().await?;
         // One sequencer at a time places what has committed, so places
@@ -1098,6 +1168,10 @@ impl Store for PgStore {
             .prepare_cached(&format!("{} WHERE id = $1", rows::SELECT_UPLOAD))
             .await
             .db()?;
+        let select_report = client
+            .prepare_cached(&format!("{} WHERE id = $1", rows::SELECT_REPORT))
+            .await
+            .db()?;
         let mut entries = Vec::with_capacity(leaves.len());
         for leaf in &leaves {
             let index: i64 = leaf.try_get(0).map_err(corrupt)?;
@@ -1123,6 +1197,14 @@ impl Store for PgStore {
                     .map(rows::upload)
                     .transpose()?
                     .map(LoggedRecord::Upload),
+                LogKind::Report => client
+                    .query_opt(&select_report, &[&record_id])
+                    .await
+                    .db()?
+                    .as_ref()
+                    .map(rows::report)
+                    .transpose()?
+                    .map(LoggedRecord::Report),
             };
             entries.push(LogEntry {
                 leaf: LogLeaf {

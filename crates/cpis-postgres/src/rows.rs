@@ -8,7 +8,7 @@ use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation, PhoneNumber, Plan,
     PlanFields, PlanKey, PlanType, RepeatRule, SettingType,
 };
-use cpis_store::log::{Checkpoint, LogKind};
+use cpis_store::log::{Checkpoint, LogKind, ReportRecord};
 use cpis_store::merkle::Hash;
 use cpis_store::{
     AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
@@ -339,6 +339,26 @@ pub(crate) async fn insert_leaf(
 
 pub(crate) fn hash_from(bytes: &[u8]) -> StoreResult<Hash> {
     <Hash>::try_from(bytes).map_err(|_| corrupt("a log hash is not 32 bytes"))
+}
+
+pub(crate) const SELECT_REPORT: &str = "SELECT id, at, user_id, user_name, role_code,
+        organisation_code, report, subject, from_date, to_date, request_id FROM report_log";
+
+/// Reads the columns of [`SELECT_REPORT`].
+pub(crate) fn report(row: &Row) -> StoreResult<ReportRecord> {
+    Ok(ReportRecord {
+        id: get(row, 0)?,
+        at: from_micros(get(row, 1)?)?,
+        user_id: get(row, 2)?,
+        user_name: get(row, 3)?,
+        role_code: get(row, 4)?,
+        organisation_code: get(row, 5)?,
+        report: get(row, 6)?,
+        subject: get(row, 7)?,
+        from: get(row, 8)?,
+        to: get(row, 9)?,
+        request_id: get(row, 10)?,
+    })
 }
 
 /// Reads `size, root, note, created_at`.

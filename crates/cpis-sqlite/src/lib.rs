@@ -16,8 +16,9 @@ use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan, format_iso_date,
 };
 use cpis_store::encoding::from_micros;
-use cpis_store::log::{self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord};
-use cpis_store::merkle::Hash;
+use cpis_store::log::{self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord, ReportRecord};
+use cpis_store::merkle::{self, Hash};
+use cpis_store::{AccessFilter, AccessQuery};
 use cpis_store::{
     AppliedPlans, DeliveryCounts, FailedItem, LaClient, OutboxClaim, OutboxItem, PlanBatch,
     PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord, Webhook,
@@ -857,6 +858,73 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn record_report(&self, report: ReportRecord) -> StoreResult<()> {
+        let leaf = merkle::leaf_hash(&log::report_leaf(&report));
+        write(&self.jobs, move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO report_log (id, at, user_id, user_name, role_code, organisation_code,
+                     report, subject, from_date, to_date, request_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .db()?
+            .execute(params![
+                report.id.to_string(),
+                micros(report.at),
+                report.user_id,
+                report.user_name,
+                report.role_code,
+                report.organisation_code,
+                report.report,
+                report.subject,
+                format_iso_date(report.from),
+                format_iso_date(report.to),
+                report.request_id
+            ])
+            .db()?;
+            rows::insert_leaf(conn, LogKind::Report, report.id, &leaf)
+        })
+        .await
+    }
+
+    async fn accesses(&self, query: AccessQuery) -> StoreResult<Vec<AccessRecord>> {
+        self.read(|conn| {
+            let column = match query.filter {
+                AccessFilter::NhsNumber(_) => "nhs_number",
+                AccessFilter::User(_) => "user_id",
+                AccessFilter::Organisation(_) => "organisation_code",
+            };
+            let mut select = conn
+                .prepare_cached(&format!(
+                    "{} WHERE {column} = ?1 AND at >= ?2 AND at < ?3 AND (at, id) > (?4, ?5)
+                     ORDER BY at, id LIMIT ?6",
+                    rows::SELECT_ACCESS
+                ))
+                .db()?;
+            let subject: rusqlite::types::Value = match &query.filter {
+                AccessFilter::NhsNumber(number) => rows::nhs(*number).into(),
+                AccessFilter::User(user) => user.clone().into(),
+                AccessFilter::Organisation(code) => code.as_str().to_owned().into(),
+            };
+            let (after_at, after_id) = query
+                .after
+                .map_or((i64::MIN, Uuid::nil()), |(at, id)| (micros(at), id));
+            let rows = select
+                .query_map(
+                    params![
+                        subject,
+                        micros(query.from),
+                        micros(query.to),
+                        after_at,
+                        after_id.to_string(),
+                        i64::try_from(query.limit).unwrap_or(i64::MAX)
+                    ],
+                    rows::access,
+                )
+                .db()?;
+            rows.map(|row| row.db().and_then(|record| record)).collect()
+        })
+    }
+
     async fn sequence_log(&self) -> StoreResult<u64> {
         self.read(|conn| {
             let next: i64 = conn
@@ -1003,6 +1071,9 @@ impl Store for SqliteStore {
             let mut upload = conn
                 .prepare_cached(&format!("{} WHERE id = ?1", rows::SELECT_UPLOAD))
                 .db()?;
+            let mut report = conn
+                .prepare_cached(&format!("{} WHERE id = ?1", rows::SELECT_REPORT))
+                .db()?;
             let found = leaves
                 .query_map(
                     params![
@@ -1039,6 +1110,12 @@ impl Store for SqliteStore {
                             .db()?
                             .transpose()?
                             .map(LoggedRecord::Upload),
+                        LogKind::Report => report
+                            .query_row([&record_id], rows::report)
+                            .optional()
+                            .db()?
+                            .transpose()?
+                            .map(LoggedRecord::Report),
                     };
                     Ok(LogEntry {
                         leaf: LogLeaf {

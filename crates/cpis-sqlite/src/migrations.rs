@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_uploads.sql")),
     (4, include_str!("../migrations/0004_notifications.sql")),
     (5, include_str!("../migrations/0005_log.sql")),
+    (6, include_str!("../migrations/0006_reports.sql")),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {

@@ -6,7 +6,7 @@ use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation, PhoneNumber, Plan,
     PlanFields, PlanKey, PlanType, RepeatRule, SettingType, format_iso_date, parse_iso_date,
 };
-use cpis_store::log::{Checkpoint, LogKind};
+use cpis_store::log::{Checkpoint, LogKind, ReportRecord};
 use cpis_store::merkle::Hash;
 use cpis_store::{
     AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
@@ -323,6 +323,43 @@ pub(crate) fn insert_leaf(
 
 pub(crate) fn hash_from(bytes: Vec<u8>) -> StoreResult<Hash> {
     <Hash>::try_from(bytes.as_slice()).map_err(|_| corrupt("a log hash is not 32 bytes"))
+}
+
+pub(crate) const SELECT_REPORT: &str = "SELECT id, at, user_id, user_name, role_code,
+        organisation_code, report, subject, from_date, to_date, request_id FROM report_log";
+
+/// Reads the columns of [`SELECT_REPORT`].
+pub(crate) fn report(row: &Row<'_>) -> rusqlite::Result<StoreResult<ReportRecord>> {
+    let id: String = row.get(0)?;
+    let at: i64 = row.get(1)?;
+    let from: String = row.get(8)?;
+    let to: String = row.get(9)?;
+    let fields = (
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(10)?,
+    );
+    Ok((|| {
+        let (user_id, user_name, role_code, organisation_code, report, subject, request_id) =
+            fields;
+        Ok(ReportRecord {
+            id: Uuid::parse_str(&id).map_err(corrupt)?,
+            at: from_micros(at)?,
+            user_id,
+            user_name,
+            role_code,
+            organisation_code,
+            report,
+            subject,
+            from: date_from(&from)?,
+            to: date_from(&to)?,
+            request_id,
+        })
+    })())
 }
 
 /// Reads `size, root, note, created_at`.

@@ -19,9 +19,10 @@ use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::{
-    DeliveryCounts, LaClient, OutboxClaim, OutboxItem, OutboxKind, PlanBatch, PlanPage,
-    PlanSpoolWriter, Plans, RepeatAlert, Snapshot, Store, StoreError, UploadRecord, Webhook,
-    log::{Checkpoint, LoggedRecord},
+    AccessFilter, AccessQuery, DeliveryCounts, LaClient, OutboxClaim, OutboxItem, OutboxKind,
+    PlanBatch, PlanPage, PlanSpoolWriter, Plans, RepeatAlert, Snapshot, Store, StoreError,
+    UploadRecord, Webhook,
+    log::{Checkpoint, LoggedRecord, ReportRecord},
     merkle,
 };
 
@@ -54,6 +55,7 @@ macro_rules! conformance_tests {
             failed_items_are_parked_until_replayed,
             old_items_are_purged,
             every_access_and_upload_is_a_leaf_of_the_log,
+            reports_list_accesses_by_child_user_or_organisation,
             concurrent_writes_all_land,
             meta_round_trips,
             ephemeral_entries_expire_and_are_taken_once,
@@ -1137,6 +1139,93 @@ pub async fn every_access_and_upload_is_a_leaf_of_the_log<S: Store>(store: Arc<S
         store.log_nodes(vec![(1, 0), (1, 1), (2, 0)]).await.unwrap(),
         vec![Some(node), None, None]
     );
+}
+
+pub async fn reports_list_accesses_by_child_user_or_organisation<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let child = test_nhs_number(950);
+    let mut written = Vec::new();
+    for i in 0..7i64 {
+        let mut record = test_access(child, AT + Duration::hours(i), i % 3 != 0);
+        if i % 2 == 1 {
+            record.user_id = "555000000002".into();
+            record.organisation_code = OdsCode::parse("X99GP").unwrap();
+        }
+        store
+            .record_access(record.clone(), vec![], vec![])
+            .await
+            .unwrap();
+        written.push(record);
+    }
+    let other_child = test_access(test_nhs_number(951), AT, true);
+    store
+        .record_access(other_child, vec![], vec![])
+        .await
+        .unwrap();
+    let query = |filter: AccessFilter, after: Option<&AccessRecord>| AccessQuery {
+        filter,
+        from: AT + Duration::hours(1),
+        to: AT + Duration::hours(6),
+        after: after.map(|record| (record.at, record.id)),
+        limit: 2,
+    };
+    // Pages of two, oldest first, within [from, to): hours 1 to 5.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .accesses(query(AccessFilter::NhsNumber(child), after.as_ref()))
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        seen.extend(page);
+        after = Some(last);
+    }
+    assert_eq!(seen, written[1..6].to_vec());
+    let by_user = store
+        .accesses(AccessQuery {
+            limit: 100,
+            ..query(AccessFilter::User("555000000002".into()), None)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_user,
+        vec![written[1].clone(), written[3].clone(), written[5].clone()]
+    );
+    let by_place = store
+        .accesses(AccessQuery {
+            limit: 100,
+            ..query(
+                AccessFilter::Organisation(OdsCode::parse("X99ED").unwrap()),
+                None,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_place, vec![written[2].clone(), written[4].clone()]);
+
+    let report = ReportRecord {
+        id: Uuid::now_v7(),
+        at: AT,
+        user_id: "555000000009".into(),
+        user_name: "Pat Privacy".into(),
+        role_code: "R0001".into(),
+        organisation_code: "X99ED".into(),
+        report: "nhs_number".into(),
+        subject: child.digits(),
+        from: TODAY,
+        to: TODAY,
+        request_id: "r-1".into(),
+    };
+    store.record_report(report.clone()).await.unwrap();
+    let size = store.sequence_log().await.unwrap();
+    let last = store.log_entries(size - 1, 1).await.unwrap().remove(0);
+    assert_eq!(last.record, LoggedRecord::Report(report));
+    assert_eq!(last.record.hash(), Some(last.leaf.hash));
 }
 
 pub async fn concurrent_writes_all_land<S: Store>(store: Arc<S>) {

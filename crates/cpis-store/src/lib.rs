@@ -170,6 +170,25 @@ pub struct FailedItem {
     pub last_error: Option<String>,
 }
 
+/// Whose accesses a report lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessFilter {
+    NhsNumber(NhsNumber),
+    User(String),
+    Organisation(OdsCode),
+}
+
+/// One page of a report: accesses in `[from, to)`, after `after` in
+/// `(at, id)` order.
+#[derive(Debug, Clone)]
+pub struct AccessQuery {
+    pub filter: AccessFilter,
+    pub from: OffsetDateTime,
+    pub to: OffsetDateTime,
+    pub after: Option<(OffsetDateTime, Uuid)>,
+    pub limit: usize,
+}
+
 /// How an LA's pushed notifications stand.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct DeliveryCounts {
@@ -463,6 +482,18 @@ pub trait Store: Send + Sync + 'static {
     /// and alert windows that ended by then. Returns how many items.
     fn purge_outbox(&self, before: OffsetDateTime)
     -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Keeps a privacy officer's report, with its leaf in the log.
+    fn record_report(
+        &self,
+        report: log::ReportRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Access records matching `query`, oldest first.
+    fn accesses(
+        &self,
+        query: AccessQuery,
+    ) -> impl Future<Output = StoreResult<Vec<AccessRecord>>> + Send;
 
     /// Places the log's committed leaves that have no place yet after every
     /// placed leaf, and returns how many leaves have a place (the size of the

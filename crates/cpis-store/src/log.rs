@@ -20,6 +20,7 @@ use crate::merkle::{Hash, leaf_hash};
 pub enum LogKind {
     Access,
     Upload,
+    Report,
 }
 
 impl LogKind {
@@ -27,11 +28,12 @@ impl LogKind {
         match self {
             LogKind::Access => "access",
             LogKind::Upload => "upload",
+            LogKind::Report => "report",
         }
     }
 
     pub fn parse(code: &str) -> Option<Self> {
-        [LogKind::Access, LogKind::Upload]
+        [LogKind::Access, LogKind::Upload, LogKind::Report]
             .into_iter()
             .find(|kind| kind.code() == code)
     }
@@ -54,6 +56,7 @@ pub struct LogLeaf {
 pub enum LoggedRecord {
     Access(AccessRecord),
     Upload(UploadRecord),
+    Report(ReportRecord),
     /// The leaf's record is not in the store.
     Missing,
 }
@@ -70,9 +73,50 @@ impl LoggedRecord {
         match self {
             LoggedRecord::Access(record) => Some(access_leaf_hash(record)),
             LoggedRecord::Upload(upload) => Some(upload_leaf_hash(upload)),
+            LoggedRecord::Report(report) => Some(leaf_hash(&report_leaf(report))),
             LoggedRecord::Missing => None,
         }
     }
+}
+
+/// A privacy officer's access report, kept (and logged) when it is run:
+/// who asked, about whom, over which days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRecord {
+    pub id: Uuid,
+    pub at: OffsetDateTime,
+    pub user_id: String,
+    pub user_name: String,
+    pub role_code: String,
+    pub organisation_code: String,
+    /// `nhs_number`, `user` or `organisation`.
+    pub report: String,
+    /// The NHS number, user id or organisation code reported on.
+    pub subject: String,
+    pub from: time::Date,
+    pub to: time::Date,
+    pub request_id: String,
+}
+
+/// The canonical bytes of an access report's record.
+pub fn report_leaf(report: &ReportRecord) -> Vec<u8> {
+    let mut leaf = Canonical::new("cpis-report-v1");
+    leaf.bytes(report.id.as_bytes());
+    leaf.number(micros(report.at));
+    for text in [
+        &report.user_id,
+        &report.user_name,
+        &report.role_code,
+        &report.organisation_code,
+        &report.report,
+        &report.subject,
+    ] {
+        leaf.text(text);
+    }
+    leaf.text(&format_iso_date(report.from));
+    leaf.text(&format_iso_date(report.to));
+    leaf.text(&report.request_id);
+    leaf.0
 }
 
 /// A tree head signed by the service: the tree of the first `size` leaves

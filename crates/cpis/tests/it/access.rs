@@ -81,6 +81,7 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
         // The matrix's server has made no checkpoint, and its proofs need parameters.
         ("GET", "/audit/v1/checkpoints/latest") => S::NOT_FOUND,
         ("GET", "/audit/v1/key") => S::OK,
+        ("GET", "/audit/v1/reports/accesses") => only(&["privacy-officer"], S::OK),
         ("GET", "/audit/v1/proof/inclusion" | "/audit/v1/proof/consistency") => S::BAD_REQUEST,
         ("GET", "/la/v1/notifications") => only(&["social-worker", "la-system"], S::OK),
         // The matrix runs routes in their order: no webhook exists until the PUT.
@@ -97,6 +98,11 @@ fn request(client: &Client, server: &TestServer, method: &Method, path: &str) ->
     let concrete = path
         .replace("{client_id}", "matrix-client")
         .replace("{id}", &uuid::Uuid::now_v7().to_string());
+    let concrete = if concrete == "/audit/v1/reports/accesses" {
+        format!("{concrete}?nhs_number=9434765919")
+    } else {
+        concrete
+    };
     let concrete = if concrete.starts_with("/fhir/R4/CareTeam")
         || concrete.starts_with("/fhir/R4/AuditEvent")
     {
