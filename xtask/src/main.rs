@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask ci`: what `.ci/run` does, on this machine: formatting,
 //!   lints, and the README's test command with every test required.
-//! - `cargo xtask bench [store|auth|upload|query|notify]`: the benchmarks behind BENCHMARKS.md, in
+//! - `cargo xtask bench [store|auth|upload|query|notify|log]`: the benchmarks behind BENCHMARKS.md, in
 //!   release mode; PostgreSQL figures need `CPIS_TEST_DATABASE_URL`.
 
 use std::process::{Command, ExitCode};
@@ -15,7 +15,9 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bench") => bench(args.get(1).map(String::as_str).unwrap_or("store")),
         _ => {
-            eprintln!("usage: cargo xtask ci | cargo xtask bench [store|auth|upload|query|notify]");
+            eprintln!(
+                "usage: cargo xtask ci | cargo xtask bench [store|auth|upload|query|notify|log]"
+            );
             return ExitCode::from(2);
         }
     };

@@ -1149,19 +1149,21 @@ impl Store for PgStore {
 
     async fn log_entries(&self, from: u64, limit: usize) -> StoreResult<Vec<LogEntry>> {
         let client = self.client().await?;
+        // Access records, nearly every leaf, come in the same query.
         let leaves = client
             .query(
-                "SELECT idx, kind, record_id, hash FROM log_leaf WHERE idx >= $1
-                 ORDER BY idx LIMIT $2",
+                "SELECT l.idx, l.kind, l.record_id, l.hash, a.id, a.at, a.nhs_number,
+                     a.user_id, a.user_name, a.role_code, a.role_name, a.activity_code,
+                     a.organisation_code, a.organisation_name, a.setting_type,
+                     a.unscheduled, a.returned, a.request_id
+                 FROM log_leaf l
+                 LEFT JOIN access_log a ON l.kind = 'access' AND a.id = l.record_id
+                 WHERE l.idx >= $1 ORDER BY l.idx LIMIT $2",
                 &[
                     &i64::try_from(from).unwrap_or(i64::MAX),
                     &i64::try_from(limit).unwrap_or(i64::MAX),
                 ],
             )
-            .await
-            .db()?;
-        let select_access = client
-            .prepare_cached(&format!("{} WHERE id = $1", rows::SELECT_ACCESS))
             .await
             .db()?;
         let select_upload = client
@@ -1181,14 +1183,10 @@ impl Store for PgStore {
             let kind = LogKind::parse(kind)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown log kind {kind}")))?;
             let record = match kind {
-                LogKind::Access => client
-                    .query_opt(&select_access, &[&record_id])
-                    .await
-                    .db()?
-                    .as_ref()
-                    .map(rows::access)
-                    .transpose()?
-                    .map(LoggedRecord::Access),
+                LogKind::Access => match leaf.try_get::<_, Option<Uuid>>(4).map_err(corrupt)? {
+                    Some(_) => Some(LoggedRecord::Access(rows::access_at(leaf, 4)?)),
+                    None => None,
+                },
                 LogKind::Upload => client
                     .query_opt(&select_upload, &[&record_id])
                     .await

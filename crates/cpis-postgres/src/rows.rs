@@ -265,22 +265,27 @@ pub(crate) const SELECT_ACCESS: &str = "SELECT id, at, nhs_number, user_id, user
         unscheduled, returned, request_id FROM access_log";
 
 pub(crate) fn access(row: &Row) -> StoreResult<AccessRecord> {
-    let returned: serde_json::Value = get(row, 12)?;
+    access_at(row, 0)
+}
+
+/// Reads the columns of [`SELECT_ACCESS`] from column `o` on.
+pub(crate) fn access_at(row: &Row, o: usize) -> StoreResult<AccessRecord> {
+    let returned: serde_json::Value = get(row, o + 12)?;
     Ok(AccessRecord {
-        id: get(row, 0)?,
-        at: from_micros(get(row, 1)?)?,
-        nhs_number: nhs_from(get(row, 2)?)?,
-        user_id: get(row, 3)?,
-        user_name: get(row, 4)?,
-        role_code: get(row, 5)?,
-        role_name: get(row, 6)?,
-        activity_code: get(row, 7)?,
-        organisation_code: OdsCode::parse(get(row, 8)?).map_err(corrupt)?,
-        organisation_name: get(row, 9)?,
-        setting_type: SettingType::parse(get(row, 10)?).map_err(corrupt)?,
-        unscheduled: get(row, 11)?,
+        id: get(row, o)?,
+        at: from_micros(get(row, o + 1)?)?,
+        nhs_number: nhs_from(get(row, o + 2)?)?,
+        user_id: get(row, o + 3)?,
+        user_name: get(row, o + 4)?,
+        role_code: get(row, o + 5)?,
+        role_name: get(row, o + 6)?,
+        activity_code: get(row, o + 7)?,
+        organisation_code: OdsCode::parse(get(row, o + 8)?).map_err(corrupt)?,
+        organisation_name: get(row, o + 9)?,
+        setting_type: SettingType::parse(get(row, o + 10)?).map_err(corrupt)?,
+        unscheduled: get(row, o + 11)?,
         returned: serde_json::from_value(returned).map_err(corrupt)?,
-        request_id: get(row, 13)?,
+        request_id: get(row, o + 13)?,
     })
 }
 

@@ -1059,14 +1059,17 @@ impl Store for SqliteStore {
 
     async fn log_entries(&self, from: u64, limit: usize) -> StoreResult<Vec<LogEntry>> {
         self.read(|conn| {
+            // Access records, nearly every leaf, come in the same read.
             let mut leaves = conn
                 .prepare_cached(
-                    "SELECT idx, kind, record_id, hash FROM log_leaf WHERE idx >= ?1
-                     ORDER BY idx LIMIT ?2",
+                    "SELECT l.idx, l.kind, l.record_id, l.hash, a.id, a.at, a.nhs_number,
+                         a.user_id, a.user_name, a.role_code, a.role_name, a.activity_code,
+                         a.organisation_code, a.organisation_name, a.setting_type,
+                         a.unscheduled, a.returned, a.request_id
+                     FROM log_leaf l
+                     LEFT JOIN access_log a ON l.kind = 'access' AND a.id = l.record_id
+                     WHERE l.idx >= ?1 ORDER BY l.idx LIMIT ?2",
                 )
-                .db()?;
-            let mut access = conn
-                .prepare_cached(&format!("{} WHERE id = ?1", rows::SELECT_ACCESS))
                 .db()?;
             let mut upload = conn
                 .prepare_cached(&format!("{} WHERE id = ?1", rows::SELECT_UPLOAD))
@@ -1081,11 +1084,16 @@ impl Store for SqliteStore {
                         i64::try_from(limit).unwrap_or(i64::MAX)
                     ],
                     |row| {
+                        let access = match row.get::<_, Option<String>>(4)? {
+                            Some(_) => Some(rows::access_at(row, 4)?),
+                            None => None,
+                        };
                         Ok((
                             row.get::<_, i64>(0)?,
                             row.get::<_, String>(1)?,
                             row.get::<_, String>(2)?,
                             row.get::<_, Vec<u8>>(3)?,
+                            access,
                         ))
                     },
                 )
@@ -1094,16 +1102,11 @@ impl Store for SqliteStore {
                 .db()?;
             found
                 .into_iter()
-                .map(|(index, kind, record_id, hash)| {
+                .map(|(index, kind, record_id, hash, access)| {
                     let kind = LogKind::parse(&kind)
                         .ok_or_else(|| StoreError::Corrupt(format!("unknown log kind {kind}")))?;
                     let record = match kind {
-                        LogKind::Access => access
-                            .query_row([&record_id], rows::access)
-                            .optional()
-                            .db()?
-                            .transpose()?
-                            .map(LoggedRecord::Access),
+                        LogKind::Access => access.transpose()?.map(LoggedRecord::Access),
                         LogKind::Upload => upload
                             .query_row([&record_id], rows::upload)
                             .optional()

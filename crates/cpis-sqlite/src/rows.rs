@@ -243,17 +243,22 @@ pub(crate) const SELECT_ACCESS: &str = "SELECT id, at, nhs_number, user_id, user
         unscheduled, returned, request_id FROM access_log";
 
 pub(crate) fn access(row: &Row<'_>) -> rusqlite::Result<StoreResult<AccessRecord>> {
-    let id: String = row.get(0)?;
-    let at: i64 = row.get(1)?;
-    let nhs_number: i64 = row.get(2)?;
-    let organisation_code: String = row.get(8)?;
-    let setting_type: String = row.get(10)?;
-    let returned: String = row.get(12)?;
-    let text = |index| row.get::<_, String>(index);
+    access_at(row, 0)
+}
+
+/// Reads the columns of [`SELECT_ACCESS`] from column `o` on.
+pub(crate) fn access_at(row: &Row<'_>, o: usize) -> rusqlite::Result<StoreResult<AccessRecord>> {
+    let id: String = row.get(o)?;
+    let at: i64 = row.get(o + 1)?;
+    let nhs_number: i64 = row.get(o + 2)?;
+    let organisation_code: String = row.get(o + 8)?;
+    let setting_type: String = row.get(o + 10)?;
+    let returned: String = row.get(o + 12)?;
+    let text = |index| row.get::<_, String>(o + index);
     let (user_id, user_name, role_code, role_name, activity_code, organisation_name) =
         (text(3)?, text(4)?, text(5)?, text(6)?, text(7)?, text(9)?);
-    let unscheduled: bool = row.get(11)?;
-    let request_id: String = row.get(13)?;
+    let unscheduled: bool = row.get(o + 11)?;
+    let request_id: String = row.get(o + 13)?;
     Ok((|| {
         Ok(AccessRecord {
             id: Uuid::parse_str(&id).map_err(corrupt)?,
