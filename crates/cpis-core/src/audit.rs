@@ -14,10 +14,11 @@ use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use cpis_store::Store;
-use cpis_store::log::{Checkpoint, LoggedRecord};
+use cpis_store::log::{Checkpoint, LoggedRecord, RetentionRecord, first_id_at};
 use cpis_store::merkle::{self, Frontier, Hash, Nodes};
 use serde::Serialize;
 use time::Duration;
+use uuid::Uuid;
 
 use crate::{CoreError, Cpis};
 
@@ -34,6 +35,24 @@ impl Default for CheckpointPolicy {
         CheckpointPolicy {
             every_leaves: 10_000,
             every: Duration::seconds(10),
+        }
+    }
+}
+
+/// How long records are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionSettings {
+    /// Access records (the audit period).
+    pub access_for: Duration,
+    /// Plans, counted from when they were withdrawn or stopped being visible.
+    pub plans_for: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            access_for: Duration::days(8 * 365 + 2),
+            plans_for: Duration::days(2 * 365),
         }
     }
 }
@@ -279,6 +298,9 @@ fn encode_all(hashes: &[Hash]) -> Vec<String> {
 pub struct VerifyReport {
     pub leaves: u64,
     pub checkpoints: u64,
+    /// Leaves whose records were removed under the retention rules: their
+    /// kept hashes stand in the tree.
+    pub pruned: u64,
     /// The first problem found, said so that someone can find the record.
     pub failure: Option<String>,
 }
@@ -426,6 +448,38 @@ impl<S: Store> Cpis<S> {
     pub async fn verify_log(&self, key: &LogKey) -> Result<VerifyReport, CoreError> {
         verify_log(&*self.store, key).await
     }
+
+    /// Removes access records older than the audit period, and plans
+    /// withdrawn, or no longer visible, for longer than theirs. The removal
+    /// is kept as a leaf of the log; the removed records' leaves stay, so
+    /// checkpoints and proofs hold for everything, and verification accepts
+    /// a missing record that a retention leaf covers by its time.
+    pub async fn apply_retention(&self) -> Result<RetentionRecord, CoreError> {
+        let now = self.clock.now();
+        let today = self.clock.today();
+        let settings = self.retention;
+        let retention = self
+            .store
+            .apply_retention(RetentionRecord {
+                id: Uuid::now_v7(),
+                at: now,
+                access_before: now - settings.access_for,
+                plans_withdrawn_before: today - settings.plans_for,
+                // Ended plans stay visible for 365 days after their end.
+                plans_ended_before: today - settings.plans_for - Duration::days(365),
+                removed_access: 0,
+                removed_plans: 0,
+            })
+            .await?;
+        if retention.removed_access + retention.removed_plans > 0 {
+            tracing::info!(
+                access = retention.removed_access,
+                plans = retention.removed_plans,
+                "removed records past their retention"
+            );
+        }
+        Ok(retention)
+    }
 }
 
 /// Recomputes the log from the records as `store` holds them now and checks
@@ -439,6 +493,13 @@ pub async fn verify_log<S: Store>(store: &S, key: &LogKey) -> Result<VerifyRepor
         let mut report = VerifyReport::default();
         let mut frontier = Frontier::default();
         let mut checkpoints = store.checkpoints(0, PAGE).await?.into_iter().peekable();
+        // Removals under the retention rules, each excusing the missing
+        // access records made before its time, as long as it is itself a
+        // leaf of the log (checked as the leaves pass).
+        let retentions = store.retention_records().await?;
+        let mut excusing: Vec<(Uuid, Uuid)> = Vec::new();
+        let mut retention_leaves: std::collections::HashSet<Uuid> =
+            std::collections::HashSet::new();
         let fail = |mut report: VerifyReport, why: String| {
             report.failure = Some(why);
             Ok(report)
@@ -461,11 +522,33 @@ pub async fn verify_log<S: Store>(store: &S, key: &LogKey) -> Result<VerifyRepor
                         ),
                     );
                 }
-                let Some(hash) = entry.record.hash() else {
-                    return fail(
-                        report,
-                        format!("leaf {expected}: the {what} has been deleted"),
-                    );
+                if let LoggedRecord::Retention(retention) = &entry.record {
+                    retention_leaves.insert(retention.id);
+                }
+                let hash = match entry.record.hash() {
+                    Some(hash) => hash,
+                    None => {
+                        let pruned_by = (leaf.kind == cpis_store::log::LogKind::Access)
+                            .then(|| {
+                                retentions.iter().find(|retention| {
+                                    leaf.record_id < first_id_at(retention.access_before)
+                                })
+                            })
+                            .flatten();
+                        match pruned_by {
+                            Some(retention) => {
+                                excusing.push((retention.id, leaf.record_id));
+                                report.pruned += 1;
+                                leaf.hash
+                            }
+                            None => {
+                                return fail(
+                                    report,
+                                    format!("leaf {expected}: the {what} has been deleted"),
+                                );
+                            }
+                        }
+                    }
                 };
                 if hash != leaf.hash {
                     return fail(
@@ -494,6 +577,28 @@ pub async fn verify_log<S: Store>(store: &S, key: &LogKey) -> Result<VerifyRepor
                     }
                 }
             }
+        }
+        if let Some((retention, record)) = excusing
+            .iter()
+            .find(|(retention, _)| !retention_leaves.contains(retention))
+        {
+            return fail(
+                report,
+                format!(
+                    "the access record {record} is gone, excused by a retention record {retention} that is not in the log"
+                ),
+            );
+        }
+        if let Some((retention, record)) = excusing
+            .iter()
+            .find(|(retention, _)| !retention_leaves.contains(retention))
+        {
+            return fail(
+                report,
+                format!(
+                    "the access record {record} is gone, excused by a retention record {retention} that is not in the log"
+                ),
+            );
         }
         if let Some(checkpoint) = checkpoints.next() {
             return fail(

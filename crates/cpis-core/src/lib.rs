@@ -126,6 +126,7 @@ pub struct Cpis<S> {
     notifications: notify::NotificationSettings,
     /// The log key and when checkpoints are made; none, none are made.
     log: Option<(Arc<audit::LogSigner>, audit::CheckpointPolicy)>,
+    retention: audit::RetentionSettings,
     /// Woken when a look writes outbox items, so the worker delivers at once.
     outbox_written: tokio::sync::Notify,
     /// Care settings recently read, so that a query does not read its
@@ -151,6 +152,7 @@ impl<S: Store> Cpis<S> {
             limits: Limits::default(),
             notifications: notify::NotificationSettings::default(),
             log: None,
+            retention: audit::RetentionSettings::default(),
             outbox_written: tokio::sync::Notify::new(),
             organisations: std::sync::RwLock::default(),
         }
@@ -163,6 +165,11 @@ impl<S: Store> Cpis<S> {
 
     pub fn with_log(mut self, signer: audit::LogSigner, policy: audit::CheckpointPolicy) -> Self {
         self.log = Some((Arc::new(signer), policy));
+        self
+    }
+
+    pub fn with_retention(mut self, retention: audit::RetentionSettings) -> Self {
+        self.retention = retention;
         self
     }
 

@@ -190,9 +190,16 @@ impl<S: Store> Cpis<S> {
         } else {
             "B0107"
         };
+        let at = self.clock.now();
         Ok(AccessRecord {
-            id: Uuid::now_v7(),
-            at: self.clock.now(),
+            // The id carries the look's own time: retention finds old
+            // records by id, and verification judges removed ones by it.
+            id: Uuid::new_v7(uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                u64::try_from(at.unix_timestamp()).unwrap_or(0),
+                at.nanosecond(),
+            )),
+            at,
             nhs_number,
             user_id: principal.user_id.clone(),
             user_name: principal.display_name.clone(),

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use cpis_domain::{AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan};
 use cpis_store::encoding::{corrupt, from_micros};
-use cpis_store::log::{self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord, ReportRecord};
+use cpis_store::log::{
+    self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord, ReportRecord, RetentionRecord,
+};
 use cpis_store::merkle::{self, Hash};
 use cpis_store::{AccessFilter, AccessQuery};
 use cpis_store::{
@@ -994,6 +996,61 @@ impl Store for PgStore {
         rows.iter().map(rows::access).collect()
     }
 
+    async fn apply_retention(&self, retention: RetentionRecord) -> StoreResult<RetentionRecord> {
+        let mut retention = retention;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        retention.removed_access = tx
+            .execute(
+                "DELETE FROM access_log WHERE id < $1",
+                &[&log::first_id_at(retention.access_before)],
+            )
+            .await
+            .db()?;
+        retention.removed_plans = tx
+            .execute(
+                "DELETE FROM plan WHERE delete_date < $1 OR end_date < $2
+                     OR (plan_type = 'UCPP' AND expected_delivery_date < $2)",
+                &[
+                    &retention.plans_withdrawn_before,
+                    &retention.plans_ended_before,
+                ],
+            )
+            .await
+            .db()?;
+        if retention.removed_access + retention.removed_plans > 0 {
+            tx.execute(
+                "INSERT INTO retention_log (id, at, access_before, plans_withdrawn_before,
+                     plans_ended_before, removed_access, removed_plans)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &retention.id,
+                    &micros(retention.at),
+                    &micros(retention.access_before),
+                    &retention.plans_withdrawn_before,
+                    &retention.plans_ended_before,
+                    &i64::try_from(retention.removed_access).unwrap_or(i64::MAX),
+                    &i64::try_from(retention.removed_plans).unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .db()?;
+            let leaf = merkle::leaf_hash(&log::retention_leaf(&retention));
+            rows::insert_leaf(&tx, LogKind::Retention, retention.id, &leaf).await?;
+        }
+        tx.commit().await.db()?;
+        Ok(retention)
+    }
+
+    async fn retention_records(&self) -> StoreResult<Vec<RetentionRecord>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(&format!("{} ORDER BY at", rows::SELECT_RETENTION), &[])
+            .await
+            .db()?;
+        rows.iter().map(rows::retention).collect()
+    }
+
     async fn sequence_log(&self) -> StoreResult<u64> {
         let mut client = self.client().await?;
         // One sequencer at a time places what has committed, so places
@@ -1174,6 +1231,10 @@ impl Store for PgStore {
             .prepare_cached(&format!("{} WHERE id = $1", rows::SELECT_REPORT))
             .await
             .db()?;
+        let select_retention = client
+            .prepare_cached(&format!("{} WHERE id = $1", rows::SELECT_RETENTION))
+            .await
+            .db()?;
         let mut entries = Vec::with_capacity(leaves.len());
         for leaf in &leaves {
             let index: i64 = leaf.try_get(0).map_err(corrupt)?;
@@ -1203,6 +1264,14 @@ impl Store for PgStore {
                     .map(rows::report)
                     .transpose()?
                     .map(LoggedRecord::Report),
+                LogKind::Retention => client
+                    .query_opt(&select_retention, &[&record_id])
+                    .await
+                    .db()?
+                    .as_ref()
+                    .map(rows::retention)
+                    .transpose()?
+                    .map(LoggedRecord::Retention),
             };
             entries.push(LogEntry {
                 leaf: LogLeaf {

@@ -8,7 +8,7 @@ use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation, PhoneNumber, Plan,
     PlanFields, PlanKey, PlanType, RepeatRule, SettingType,
 };
-use cpis_store::log::{Checkpoint, LogKind, ReportRecord};
+use cpis_store::log::{Checkpoint, LogKind, ReportRecord, RetentionRecord};
 use cpis_store::merkle::Hash;
 use cpis_store::{
     AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
@@ -363,6 +363,22 @@ pub(crate) fn report(row: &Row) -> StoreResult<ReportRecord> {
         from: get(row, 8)?,
         to: get(row, 9)?,
         request_id: get(row, 10)?,
+    })
+}
+
+pub(crate) const SELECT_RETENTION: &str = "SELECT id, at, access_before, plans_withdrawn_before,
+        plans_ended_before, removed_access, removed_plans FROM retention_log";
+
+/// Reads the columns of [`SELECT_RETENTION`].
+pub(crate) fn retention(row: &Row) -> StoreResult<RetentionRecord> {
+    Ok(RetentionRecord {
+        id: get(row, 0)?,
+        at: from_micros(get(row, 1)?)?,
+        access_before: from_micros(get(row, 2)?)?,
+        plans_withdrawn_before: get(row, 3)?,
+        plans_ended_before: get(row, 4)?,
+        removed_access: u64::try_from(get::<i64>(row, 5)?).map_err(corrupt)?,
+        removed_plans: u64::try_from(get::<i64>(row, 6)?).map_err(corrupt)?,
     })
 }
 

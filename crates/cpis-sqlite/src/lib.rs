@@ -16,7 +16,9 @@ use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan, format_iso_date,
 };
 use cpis_store::encoding::from_micros;
-use cpis_store::log::{self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord, ReportRecord};
+use cpis_store::log::{
+    self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord, ReportRecord, RetentionRecord,
+};
 use cpis_store::merkle::{self, Hash};
 use cpis_store::{AccessFilter, AccessQuery};
 use cpis_store::{
@@ -925,6 +927,60 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn apply_retention(&self, retention: RetentionRecord) -> StoreResult<RetentionRecord> {
+        write(&self.jobs, move |conn| {
+            let mut retention = retention;
+            retention.removed_access = conn
+                .prepare_cached("DELETE FROM access_log WHERE id < ?1")
+                .db()?
+                .execute([log::first_id_at(retention.access_before).to_string()])
+                .db()? as u64;
+            retention.removed_plans = conn
+                .prepare_cached(
+                    "DELETE FROM plan WHERE delete_date < ?1 OR end_date < ?2
+                         OR (plan_type = 'UCPP' AND expected_delivery_date < ?2)",
+                )
+                .db()?
+                .execute(params![
+                    format_iso_date(retention.plans_withdrawn_before),
+                    format_iso_date(retention.plans_ended_before)
+                ])
+                .db()? as u64;
+            if retention.removed_access + retention.removed_plans > 0 {
+                conn.prepare_cached(
+                    "INSERT INTO retention_log (id, at, access_before, plans_withdrawn_before,
+                         plans_ended_before, removed_access, removed_plans)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .db()?
+                .execute(params![
+                    retention.id.to_string(),
+                    micros(retention.at),
+                    micros(retention.access_before),
+                    format_iso_date(retention.plans_withdrawn_before),
+                    format_iso_date(retention.plans_ended_before),
+                    i64::try_from(retention.removed_access).unwrap_or(i64::MAX),
+                    i64::try_from(retention.removed_plans).unwrap_or(i64::MAX)
+                ])
+                .db()?;
+                let leaf = merkle::leaf_hash(&log::retention_leaf(&retention));
+                rows::insert_leaf(conn, LogKind::Retention, retention.id, &leaf)?;
+            }
+            Ok(retention)
+        })
+        .await
+    }
+
+    async fn retention_records(&self) -> StoreResult<Vec<RetentionRecord>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached(&format!("{} ORDER BY at", rows::SELECT_RETENTION))
+                .db()?;
+            let rows = select.query_map([], rows::retention).db()?;
+            rows.map(|row| row.db().and_then(|record| record)).collect()
+        })
+    }
+
     async fn sequence_log(&self) -> StoreResult<u64> {
         self.read(|conn| {
             let next: i64 = conn
@@ -1077,6 +1133,9 @@ impl Store for SqliteStore {
             let mut report = conn
                 .prepare_cached(&format!("{} WHERE id = ?1", rows::SELECT_REPORT))
                 .db()?;
+            let mut retention = conn
+                .prepare_cached(&format!("{} WHERE id = ?1", rows::SELECT_RETENTION))
+                .db()?;
             let found = leaves
                 .query_map(
                     params![
@@ -1119,6 +1178,12 @@ impl Store for SqliteStore {
                             .db()?
                             .transpose()?
                             .map(LoggedRecord::Report),
+                        LogKind::Retention => retention
+                            .query_row([&record_id], rows::retention)
+                            .optional()
+                            .db()?
+                            .transpose()?
+                            .map(LoggedRecord::Retention),
                     };
                     Ok(LogEntry {
                         leaf: LogLeaf {

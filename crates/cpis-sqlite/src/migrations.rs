@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_notifications.sql")),
     (5, include_str!("../migrations/0005_log.sql")),
     (6, include_str!("../migrations/0006_reports.sql")),
+    (7, include_str!("../migrations/0007_retention.sql")),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {

@@ -6,7 +6,7 @@ use cpis_domain::{
     AccessRecord, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation, PhoneNumber, Plan,
     PlanFields, PlanKey, PlanType, RepeatRule, SettingType, format_iso_date, parse_iso_date,
 };
-use cpis_store::log::{Checkpoint, LogKind, ReportRecord};
+use cpis_store::log::{Checkpoint, LogKind, ReportRecord, RetentionRecord};
 use cpis_store::merkle::Hash;
 use cpis_store::{
     AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
@@ -363,6 +363,31 @@ pub(crate) fn report(row: &Row<'_>) -> rusqlite::Result<StoreResult<ReportRecord
             from: date_from(&from)?,
             to: date_from(&to)?,
             request_id,
+        })
+    })())
+}
+
+pub(crate) const SELECT_RETENTION: &str = "SELECT id, at, access_before, plans_withdrawn_before,
+        plans_ended_before, removed_access, removed_plans FROM retention_log";
+
+/// Reads the columns of [`SELECT_RETENTION`].
+pub(crate) fn retention(row: &Row<'_>) -> rusqlite::Result<StoreResult<RetentionRecord>> {
+    let id: String = row.get(0)?;
+    let at: i64 = row.get(1)?;
+    let access_before: i64 = row.get(2)?;
+    let withdrawn: String = row.get(3)?;
+    let ended: String = row.get(4)?;
+    let removed_access: i64 = row.get(5)?;
+    let removed_plans: i64 = row.get(6)?;
+    Ok((|| {
+        Ok(RetentionRecord {
+            id: Uuid::parse_str(&id).map_err(corrupt)?,
+            at: from_micros(at)?,
+            access_before: from_micros(access_before)?,
+            plans_withdrawn_before: date_from(&withdrawn)?,
+            plans_ended_before: date_from(&ended)?,
+            removed_access: u64::try_from(removed_access).map_err(corrupt)?,
+            removed_plans: u64::try_from(removed_plans).map_err(corrupt)?,
         })
     })())
 }

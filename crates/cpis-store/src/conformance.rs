@@ -22,7 +22,7 @@ use crate::{
     AccessFilter, AccessQuery, DeliveryCounts, LaClient, OutboxClaim, OutboxItem, OutboxKind,
     PlanBatch, PlanPage, PlanSpoolWriter, Plans, RepeatAlert, Snapshot, Store, StoreError,
     UploadRecord, Webhook,
-    log::{Checkpoint, LoggedRecord, ReportRecord},
+    log::{self, Checkpoint, LoggedRecord, ReportRecord},
     merkle,
 };
 
@@ -56,6 +56,7 @@ macro_rules! conformance_tests {
             old_items_are_purged,
             every_access_and_upload_is_a_leaf_of_the_log,
             reports_list_accesses_by_child_user_or_organisation,
+            retention_removes_old_records_and_keeps_their_leaves,
             concurrent_writes_all_land,
             meta_round_trips,
             ephemeral_entries_expire_and_are_taken_once,
@@ -1226,6 +1227,117 @@ pub async fn reports_list_accesses_by_child_user_or_organisation<S: Store>(store
     let last = store.log_entries(size - 1, 1).await.unwrap().remove(0);
     assert_eq!(last.record, LoggedRecord::Report(report));
     assert_eq!(last.record.hash(), Some(last.leaf.hash));
+}
+
+pub async fn retention_removes_old_records_and_keeps_their_leaves<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let old_at = AT - Duration::days(3000);
+    // Ids made at the time of the look, as the service makes them.
+    let look = |n: u32, at: OffsetDateTime| AccessRecord {
+        id: Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            at.unix_timestamp() as u64,
+            at.nanosecond(),
+        )),
+        ..test_access(test_nhs_number(n), at, true)
+    };
+    let old = look(960, old_at);
+    let recent = look(961, AT);
+    for record in [&old, &recent] {
+        store
+            .record_access(record.clone(), vec![], vec![])
+            .await
+            .unwrap();
+    }
+    let withdrawn = Plan::new(PlanFields {
+        delete_date: Some(date!(2020 - 01 - 01)),
+        ..fields_of(&test_plan(
+            "E09000007",
+            test_nhs_number(962),
+            PlanType::ChildProtection,
+            date!(2019 - 01 - 01),
+        ))
+    })
+    .unwrap();
+    let current = test_plan(
+        "E09000007",
+        test_nhs_number(963),
+        PlanType::ChildProtection,
+        date!(2019 - 01 - 01),
+    );
+    store
+        .apply_plans(batch("E09000007", vec![withdrawn, current.clone()], None))
+        .await
+        .unwrap();
+    let retention = |id| log::RetentionRecord {
+        id,
+        at: AT,
+        access_before: AT - Duration::days(2922),
+        plans_withdrawn_before: date!(2024 - 11 - 25),
+        plans_ended_before: date!(2023 - 11 - 25),
+        removed_access: 0,
+        removed_plans: 0,
+    };
+    let first = store
+        .apply_retention(retention(Uuid::now_v7()))
+        .await
+        .unwrap();
+    assert_eq!((first.removed_access, first.removed_plans), (1, 1));
+    let again = store
+        .apply_retention(retention(Uuid::now_v7()))
+        .await
+        .unwrap();
+    assert_eq!((again.removed_access, again.removed_plans), (0, 0));
+    assert_eq!(
+        store.retention_records().await.unwrap(),
+        vec![first.clone()],
+        "only a removal is kept"
+    );
+    assert_eq!(store.counts().await.unwrap().access_records, 1);
+    assert_eq!(
+        store
+            .plans_for_nhs_number(test_nhs_number(963))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .plans_for_nhs_number(test_nhs_number(962))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let size = store.sequence_log().await.unwrap();
+    assert_eq!(
+        size, 3,
+        "two looks and the removal; the old look's leaf stays"
+    );
+    let entries = store.log_entries(0, 10).await.unwrap();
+    let old_leaf = entries
+        .iter()
+        .find(|entry| entry.leaf.record_id == old.id)
+        .unwrap();
+    assert_eq!(old_leaf.record, LoggedRecord::Missing);
+    assert!(old.id < log::first_id_at(first.access_before));
+    assert!(recent.id > log::first_id_at(first.access_before));
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry.record == LoggedRecord::Retention(first.clone()))
+    );
+}
+
+fn fields_of(plan: &Plan) -> PlanFields {
+    PlanFields {
+        key: *plan.key(),
+        end_date: plan.end_date(),
+        delete_date: plan.delete_date(),
+        expected_delivery_date: plan.expected_delivery_date(),
+        local_reference: plan.local_reference().cloned(),
+    }
 }
 
 pub async fn concurrent_writes_all_land<S: Store>(store: Arc<S>) {

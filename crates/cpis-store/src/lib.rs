@@ -495,6 +495,19 @@ pub trait Store: Send + Sync + 'static {
         query: AccessQuery,
     ) -> impl Future<Output = StoreResult<Vec<AccessRecord>>> + Send;
 
+    /// Removes what the retention rules no longer keep (see
+    /// [`log::RetentionRecord`]) and, if anything went, keeps the record
+    /// with its counts as a leaf, in the same transaction. Leaves stay.
+    fn apply_retention(
+        &self,
+        retention: log::RetentionRecord,
+    ) -> impl Future<Output = StoreResult<log::RetentionRecord>> + Send;
+
+    /// Every retention record kept, oldest first.
+    fn retention_records(
+        &self,
+    ) -> impl Future<Output = StoreResult<Vec<log::RetentionRecord>>> + Send;
+
     /// Places the log's committed leaves that have no place yet after every
     /// placed leaf, and returns how many leaves have a place (the size of the
     /// tree that can be built now). A leaf committed after a call is placed

@@ -21,6 +21,7 @@ pub enum LogKind {
     Access,
     Upload,
     Report,
+    Retention,
 }
 
 impl LogKind {
@@ -29,13 +30,19 @@ impl LogKind {
             LogKind::Access => "access",
             LogKind::Upload => "upload",
             LogKind::Report => "report",
+            LogKind::Retention => "retention",
         }
     }
 
     pub fn parse(code: &str) -> Option<Self> {
-        [LogKind::Access, LogKind::Upload, LogKind::Report]
-            .into_iter()
-            .find(|kind| kind.code() == code)
+        [
+            LogKind::Access,
+            LogKind::Upload,
+            LogKind::Report,
+            LogKind::Retention,
+        ]
+        .into_iter()
+        .find(|kind| kind.code() == code)
     }
 }
 
@@ -57,6 +64,7 @@ pub enum LoggedRecord {
     Access(AccessRecord),
     Upload(UploadRecord),
     Report(ReportRecord),
+    Retention(RetentionRecord),
     /// The leaf's record is not in the store.
     Missing,
 }
@@ -74,6 +82,7 @@ impl LoggedRecord {
             LoggedRecord::Access(record) => Some(access_leaf_hash(record)),
             LoggedRecord::Upload(upload) => Some(upload_leaf_hash(upload)),
             LoggedRecord::Report(report) => Some(leaf_hash(&report_leaf(report))),
+            LoggedRecord::Retention(retention) => Some(leaf_hash(&retention_leaf(retention))),
             LoggedRecord::Missing => None,
         }
     }
@@ -116,6 +125,43 @@ pub fn report_leaf(report: &ReportRecord) -> Vec<u8> {
     leaf.text(&format_iso_date(report.from));
     leaf.text(&format_iso_date(report.to));
     leaf.text(&report.request_id);
+    leaf.0
+}
+
+/// A removal of old records under the retention rules, itself a leaf:
+/// access records made before `access_before` are gone (their leaves stay,
+/// so the tree and its proofs are unchanged), and so are plans withdrawn
+/// before `plans_withdrawn_before` or ended before `plans_ended_before`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionRecord {
+    pub id: Uuid,
+    pub at: OffsetDateTime,
+    pub access_before: OffsetDateTime,
+    pub plans_withdrawn_before: time::Date,
+    pub plans_ended_before: time::Date,
+    pub removed_access: u64,
+    pub removed_plans: u64,
+}
+
+/// The smallest UUIDv7 of the millisecond `at` falls in: every id made
+/// before `at` sorts below it. Access records are found for removal by id,
+/// and verification knows a removed record's time by its leaf's id.
+pub fn first_id_at(at: OffsetDateTime) -> Uuid {
+    let millis = u128::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    Uuid::from_u128((millis << 80) | (0x7 << 76) | (0x2 << 62))
+}
+
+/// The canonical bytes of a retention record.
+pub fn retention_leaf(retention: &RetentionRecord) -> Vec<u8> {
+    let mut leaf = Canonical::new("cpis-retention-v1");
+    leaf.bytes(retention.id.as_bytes());
+    leaf.number(micros(retention.at));
+    leaf.number(micros(retention.access_before));
+    leaf.text(&format_iso_date(retention.plans_withdrawn_before));
+    leaf.text(&format_iso_date(retention.plans_ended_before));
+    for count in [retention.removed_access, retention.removed_plans] {
+        leaf.number(i64::try_from(count).unwrap_or(i64::MAX));
+    }
     leaf.0
 }
 

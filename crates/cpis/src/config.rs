@@ -20,6 +20,8 @@
 //! | `upload_limit_mb` | `CPIS_UPLOAD_LIMIT_MB` | `512`          | the largest LA upload accepted, in MiB (a larger one gets 413) |
 //! | `notification_retention_days` | `CPIS_NOTIFICATION_RETENTION_DAYS` | `365` | how long notifications stay in the LAs' feeds |
 //! | `webhook_retry_hours` | `CPIS_WEBHOOK_RETRY_HOURS` | `72` | how long a failing webhook delivery is retried before it is parked for the LA to replay |
+//! | `audit_retention_years` | `CPIS_AUDIT_RETENTION_YEARS` | `8` | how long access records are kept; their removal is itself logged, and the log still verifies |
+//! | `plan_retention_days` | `CPIS_PLAN_RETENTION_DAYS` | `730` | how long withdrawn plans, and plans no longer visible, are kept |
 //! | `webhook_lease_seconds` | `CPIS_WEBHOOK_LEASE_SECONDS` | `60` | how long a node's claim on a delivery holds; a stopped node's deliveries are taken over after it |
 //!
 //! `CPIS_CONFIG` names the file when `--config` is not given. Either
@@ -107,6 +109,8 @@ pub struct Config {
     pub notification_retention_days: u32,
     pub webhook_retry_hours: u32,
     pub webhook_lease_seconds: u32,
+    pub audit_retention_years: u32,
+    pub plan_retention_days: u32,
 }
 
 impl Config {
@@ -171,6 +175,8 @@ struct FileConfig {
     notification_retention_days: Option<u32>,
     webhook_retry_hours: Option<u32>,
     webhook_lease_seconds: Option<u32>,
+    audit_retention_years: Option<u32>,
+    plan_retention_days: Option<u32>,
 }
 
 /// What the command line sets; it wins over everything else.
@@ -206,6 +212,8 @@ const KNOWN_VARIABLES: &[&str] = &[
     "CPIS_NOTIFICATION_RETENTION_DAYS",
     "CPIS_WEBHOOK_RETRY_HOURS",
     "CPIS_WEBHOOK_LEASE_SECONDS",
+    "CPIS_AUDIT_RETENTION_YEARS",
+    "CPIS_PLAN_RETENTION_DAYS",
     "CPIS_UPLOAD_TOKEN",
     "CPIS_UPLOAD_CLIENT_ID",
     "CPIS_UPLOAD_KEY_FILE",
@@ -311,6 +319,16 @@ impl Config {
                 "webhook_lease_seconds",
                 &mut config.webhook_lease_seconds,
             ),
+            (
+                file.audit_retention_years,
+                "audit_retention_years",
+                &mut config.audit_retention_years,
+            ),
+            (
+                file.plan_retention_days,
+                "plan_retention_days",
+                &mut config.plan_retention_days,
+            ),
         ] {
             if let Some(value) = value {
                 *slot = check_count(value, key, &from_file(key))?;
@@ -384,6 +402,16 @@ impl Config {
                 "webhook_lease_seconds",
                 &mut config.webhook_lease_seconds,
             ),
+            (
+                "CPIS_AUDIT_RETENTION_YEARS",
+                "audit_retention_years",
+                &mut config.audit_retention_years,
+            ),
+            (
+                "CPIS_PLAN_RETENTION_DAYS",
+                "plan_retention_days",
+                &mut config.plan_retention_days,
+            ),
         ] {
             if let Some(text) = env.get(variable) {
                 let parsed = text.trim().parse().map_err(|_| {
@@ -431,6 +459,8 @@ impl Config {
             notification_retention_days: 365,
             webhook_retry_hours: 72,
             webhook_lease_seconds: 60,
+            audit_retention_years: 8,
+            plan_retention_days: 730,
         }
     }
 }
@@ -538,6 +568,8 @@ fn check_count(value: u32, key: &str, source: &str) -> Result<u32, ConfigError> 
     let (range, unit) = match key {
         "notification_retention_days" => (1..=3650, "days"),
         "webhook_retry_hours" => (1..=720, "hours"),
+        "audit_retention_years" => (1..=100, "years"),
+        "plan_retention_days" => (1..=36_500, "days"),
         _ => (5..=3600, "seconds"),
     };
     if range.contains(&value) {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cpis_auth::SigningKey;
-use cpis_core::audit::{CheckpointPolicy, LogSigner};
+use cpis_core::audit::{CheckpointPolicy, LogSigner, RetentionSettings};
 use cpis_core::identity::{Identity, IdentitySettings};
 use cpis_core::notify::{Deliverer, NotificationSettings};
 use cpis_core::{Clock, Cpis, Limits};
@@ -198,6 +198,15 @@ pub fn notification_settings(config: &Config) -> NotificationSettings {
     }
 }
 
+/// How long records are kept, as the configuration sets.
+pub fn retention_settings(config: &Config) -> RetentionSettings {
+    RetentionSettings {
+        // A year of 365.25 days, so that leap days do not shorten the period.
+        access_for: time::Duration::days(i64::from(config.audit_retention_years) * 36_525 / 100),
+        plans_for: time::Duration::days(i64::from(config.plan_retention_days)),
+    }
+}
+
 /// The URL clients reach this server at.
 pub fn public_url(config: &Config, listener: &TcpListener) -> Result<String, StartError> {
     match &config.public_url {
@@ -366,6 +375,7 @@ pub struct Serve {
     pub limits: Limits,
     pub notifications: NotificationSettings,
     pub log: LogSigner,
+    pub retention: RetentionSettings,
 }
 
 impl WithStore for Serve {
@@ -375,7 +385,8 @@ impl WithStore for Serve {
             Cpis::new(store, Clock::system(), self.identity)
                 .with_limits(self.limits)
                 .with_notifications(self.notifications)
-                .with_log(self.log, CheckpointPolicy::default()),
+                .with_log(self.log, CheckpointPolicy::default())
+                .with_retention(self.retention),
         );
         app.seed_reference_data()
             .await
@@ -482,6 +493,9 @@ pub async fn serve_with<S: Store>(
                     Err(error) => {
                         tracing::warn!(%error, "could not clear expired sessions and codes")
                     }
+                }
+                if let Err(error) = app.apply_retention().await {
+                    tracing::warn!(%error, "could not remove records past their retention");
                 }
                 match app.purge_notifications().await {
                     Ok(0) => {}

@@ -164,6 +164,7 @@ async fn run(command: Command) -> Result<(), StartError> {
                     limits,
                     notifications: cpis::notification_settings(&config),
                     log,
+                    retention: cpis::retention_settings(&config),
                 },
             )
             .await

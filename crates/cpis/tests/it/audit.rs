@@ -308,6 +308,43 @@ async fn checkpoints_and_proofs_satisfy_an_independent_verifier(server: TestServ
     assert_eq!((report.leaves, report.checkpoints, report.failure), (10, 2, None));
 }
 
+async fn records_past_retention_go_and_the_log_still_verifies(server: TestServer) {
+    let caller = Caller::new(&server);
+    let kids = children(5, 400);
+    looks(&server, &caller, &kids[..3]).await;
+    server.checkpoint().await;
+    let (first, first_root) = latest(&server).await;
+    server.advance(time::Duration::days(9 * 365));
+    looks(&server, &caller, &kids[3..]).await;
+    let removed = server.apply_retention().await;
+    assert_eq!(removed.removed_access, 3, "the looks of nine years ago, not today's");
+    server.checkpoint().await;
+    let (size, root) = latest(&server).await;
+    assert_eq!(size, 6, "five looks and the removal");
+    let report = server.verify_log().await;
+    assert_eq!((report.failure, report.pruned, report.leaves), (None, 3, 6));
+
+    // Proofs hold for removed records' leaves and across the removal.
+    let proof: Value = reqwest::get(server.url(&format!("/audit/v1/proof/inclusion?leaf=0&size={size}")))
+        .await.unwrap().json().await.unwrap();
+    let path: Vec<Hash> = proof["hashes"].as_array().unwrap().iter().map(decode).collect();
+    assert!(verify_inclusion(0, size, decode(&proof["leaf_hash"]), &path, root));
+    let proof: Value = reqwest::get(server.url(&format!("/audit/v1/proof/consistency?from={first}&to={size}")))
+        .await.unwrap().json().await.unwrap();
+    let path: Vec<Hash> = proof["hashes"].as_array().unwrap().iter().map(decode).collect();
+    assert!(verify_consistency(first, size, first_root, root, &path));
+
+    // A recent record removed is not excused, nor by a retention record
+    // slipped into the table outside the log.
+    let db = &server.backend;
+    db.execute("DELETE FROM access_log WHERE id = (SELECT record_id FROM log_leaf WHERE idx = 4)").await;
+    let found = server.verify_log().await.failure.unwrap_or_default();
+    assert!(found.contains("leaf 4") && found.contains("deleted"), "{found}");
+    db.execute("INSERT INTO retention_log SELECT '01ffffff-ffff-7fff-bfff-ffffffffffff', at, 9000000000000000, plans_withdrawn_before, plans_ended_before, 1, 0 FROM retention_log").await;
+    let found = server.verify_log().await.failure.unwrap_or_default();
+    assert!(found.contains("not in the log"), "{found}");
+}
+
 async fn verification_catches_every_kind_of_tampering(server: TestServer) {
     let caller = Caller::new(&server);
     let kids = children(8, 100);

@@ -68,6 +68,11 @@ type Stepper = Box<
 
 /// Signs a checkpoint now (if the log grew); verifies the whole log.
 type Checkpointer = Box<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+type Retainer = Box<
+    dyn Fn() -> futures_util::future::BoxFuture<'static, cpis_store::log::RetentionRecord>
+        + Send
+        + Sync,
+>;
 type Verifier = Box<
     dyn Fn() -> futures_util::future::BoxFuture<'static, cpis_core::audit::VerifyReport>
         + Send
@@ -98,6 +103,7 @@ pub struct TestServer {
     step: Stepper,
     checkpoint: Checkpointer,
     verify: Verifier,
+    retain: Retainer,
     /// How far the server's clock is ahead of the wall clock, in seconds.
     ahead: Arc<std::sync::atomic::AtomicI64>,
     stop: Option<oneshot::Sender<()>>,
@@ -204,6 +210,13 @@ impl TestServer {
                 })
             })
         };
+        let retain: Retainer = {
+            let app = app.clone();
+            Box::new(move || {
+                let app = app.clone();
+                Box::pin(async move { app.apply_retention().await.unwrap() })
+            })
+        };
         let verify: Verifier = {
             let app = app.clone();
             Box::new(move || {
@@ -237,6 +250,7 @@ impl TestServer {
             step,
             checkpoint,
             verify,
+            retain,
             ahead,
             stop: Some(stop),
             _guard: guard,
@@ -255,6 +269,11 @@ impl TestServer {
     /// Signs a checkpoint of the access log now, if it grew.
     pub async fn checkpoint(&self) {
         (self.checkpoint)().await
+    }
+
+    /// Removes what the retention rules no longer keep, now.
+    pub async fn apply_retention(&self) -> cpis_store::log::RetentionRecord {
+        (self.retain)().await
     }
 
     /// Checks the whole access log, as `cpis audit verify` does.
