@@ -589,17 +589,6 @@ pub async fn verify_log<S: Store>(store: &S, key: &LogKey) -> Result<VerifyRepor
                 ),
             );
         }
-        if let Some((retention, record)) = excusing
-            .iter()
-            .find(|(retention, _)| !retention_leaves.contains(retention))
-        {
-            return fail(
-                report,
-                format!(
-                    "the access record {record} is gone, excused by a retention record {retention} that is not in the log"
-                ),
-            );
-        }
         if let Some(checkpoint) = checkpoints.next() {
             return fail(
                 report,

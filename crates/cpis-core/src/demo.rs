@@ -169,7 +169,7 @@ pub fn population(
     }
     if let Some(unborn) = plans.get(2) {
         // Keep the worked unborn example visible whatever the dice said.
-        let mut fields = plan_fields(unborn);
+        let mut fields = unborn.fields();
         fields.expected_delivery_date = Some(today + Duration::days(60));
         fields.key.start_date = today - Duration::days(90);
         plans[2] = Plan::new(fields).map_err(|e| CoreError::ReferenceData(e.to_string()))?;
@@ -208,7 +208,7 @@ pub fn population(
             } else {
                 PlanType::LookedAfter
             };
-            let mut earlier = plan_fields(&plan(
+            let mut earlier = Plan::fields(&plan(
                 &mut rng,
                 earlier_la,
                 nhs_number,
@@ -222,16 +222,6 @@ pub fn population(
         }
     }
     Ok(DemoPopulation { plans, examples })
-}
-
-fn plan_fields(plan: &Plan) -> PlanFields {
-    PlanFields {
-        key: *plan.key(),
-        end_date: plan.end_date(),
-        delete_date: plan.delete_date(),
-        expected_delivery_date: plan.expected_delivery_date(),
-        local_reference: plan.local_reference().cloned(),
-    }
 }
 
 /// Distinct valid NHS numbers from the 999 test range, in a scrambled order:

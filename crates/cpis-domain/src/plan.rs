@@ -195,6 +195,17 @@ impl Plan {
     pub fn key(&self) -> &PlanKey {
         &self.key
     }
+
+    /// The plan's fields, to change some and check them again with [`Plan::new`].
+    pub fn fields(&self) -> PlanFields {
+        PlanFields {
+            key: self.key,
+            end_date: self.end_date,
+            delete_date: self.delete_date,
+            expected_delivery_date: self.expected_delivery_date,
+            local_reference: self.local_reference.clone(),
+        }
+    }
     pub fn la(&self) -> LaCode {
         self.key.la
     }

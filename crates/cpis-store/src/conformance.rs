@@ -1251,7 +1251,7 @@ pub async fn retention_removes_old_records_and_keeps_their_leaves<S: Store>(stor
     }
     let withdrawn = Plan::new(PlanFields {
         delete_date: Some(date!(2020 - 01 - 01)),
-        ..fields_of(&test_plan(
+        ..Plan::fields(&test_plan(
             "E09000007",
             test_nhs_number(962),
             PlanType::ChildProtection,
@@ -1328,16 +1328,6 @@ pub async fn retention_removes_old_records_and_keeps_their_leaves<S: Store>(stor
             .iter()
             .any(|entry| entry.record == LoggedRecord::Retention(first.clone()))
     );
-}
-
-fn fields_of(plan: &Plan) -> PlanFields {
-    PlanFields {
-        key: *plan.key(),
-        end_date: plan.end_date(),
-        delete_date: plan.delete_date(),
-        expected_delivery_date: plan.expected_delivery_date(),
-        local_reference: plan.local_reference().cloned(),
-    }
 }
 
 pub async fn concurrent_writes_all_land<S: Store>(store: Arc<S>) {
