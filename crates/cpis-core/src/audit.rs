@@ -39,6 +39,10 @@ impl Default for CheckpointPolicy {
     }
 }
 
+/// The shortest audit period verification accepts: a retention record
+/// claiming to have removed newer records excuses nothing.
+pub const MIN_AUDIT_PERIOD: Duration = Duration::days(365);
+
 /// How long records are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct RetentionSettings {
@@ -493,13 +497,21 @@ pub async fn verify_log<S: Store>(store: &S, key: &LogKey) -> Result<VerifyRepor
         let mut report = VerifyReport::default();
         let mut frontier = Frontier::default();
         let mut checkpoints = store.checkpoints(0, PAGE).await?.into_iter().peekable();
-        // Removals under the retention rules, each excusing the missing
-        // access records made before its time, as long as it is itself a
-        // leaf of the log (checked as the leaves pass).
-        let retentions = store.retention_records().await?;
-        let mut excusing: Vec<(Uuid, Uuid)> = Vec::new();
-        let mut retention_leaves: std::collections::HashSet<Uuid> =
-            std::collections::HashSet::new();
+        // Removals under the retention rules. Each may excuse missing access
+        // records made before its boundary, only if it kept at least the
+        // shortest audit period, is itself a leaf placed after every leaf
+        // it excuses, and excuses no more records than it says it removed
+        // (all checked below as the leaves pass, and at the end).
+        let mut retentions: Vec<RetentionRecord> = store
+            .retention_records()
+            .await?
+            .into_iter()
+            .filter(|retention| retention.access_before <= retention.at - MIN_AUDIT_PERIOD)
+            .collect();
+        retentions.sort_by_key(|retention| retention.at);
+        // Retention id -> (records excused, highest leaf index excused).
+        let mut excused: HashMap<Uuid, (u64, u64)> = HashMap::new();
+        let mut retention_leaves: HashMap<Uuid, u64> = HashMap::new();
         let fail = |mut report: VerifyReport, why: String| {
             report.failure = Some(why);
             Ok(report)
@@ -523,7 +535,7 @@ pub async fn verify_log<S: Store>(store: &S, key: &LogKey) -> Result<VerifyRepor
                     );
                 }
                 if let LoggedRecord::Retention(retention) = &entry.record {
-                    retention_leaves.insert(retention.id);
+                    retention_leaves.insert(retention.id, expected);
                 }
                 let hash = match entry.record.hash() {
                     Some(hash) => hash,
@@ -537,7 +549,10 @@ pub async fn verify_log<S: Store>(store: &S, key: &LogKey) -> Result<VerifyRepor
                             .flatten();
                         match pruned_by {
                             Some(retention) => {
-                                excusing.push((retention.id, leaf.record_id));
+                                let (count, highest) =
+                                    excused.entry(retention.id).or_insert((0, 0));
+                                *count += 1;
+                                *highest = expected;
                                 report.pruned += 1;
                                 leaf.hash
                             }
@@ -578,16 +593,27 @@ pub async fn verify_log<S: Store>(store: &S, key: &LogKey) -> Result<VerifyRepor
                 }
             }
         }
-        if let Some((retention, record)) = excusing
-            .iter()
-            .find(|(retention, _)| !retention_leaves.contains(retention))
-        {
-            return fail(
-                report,
-                format!(
-                    "the access record {record} is gone, excused by a retention record {retention} that is not in the log"
-                ),
-            );
+        for retention in &retentions {
+            let Some((count, highest)) = excused.get(&retention.id).copied() else {
+                continue;
+            };
+            let why = match retention_leaves.get(&retention.id) {
+                None => Some("is not in the log"),
+                Some(index) if *index < highest => Some("is placed before records it excuses"),
+                Some(_) if count > retention.removed_access => {
+                    Some("excuses more records than it removed")
+                }
+                Some(_) => None,
+            };
+            if let Some(why) = why {
+                return fail(
+                    report,
+                    format!(
+                        "access records are gone, excused by retention record {} which {why}",
+                        retention.id
+                    ),
+                );
+            }
         }
         if let Some(checkpoint) = checkpoints.next() {
             return fail(
