@@ -482,7 +482,7 @@ impl Store for PgStore {
                      ORDER BY id LIMIT $4
                      FOR UPDATE SKIP LOCKED)
                    AND (lease_until IS NULL OR lease_until <= $3)
-                 RETURNING id, la_code, kind, payload, created_at, attempts",
+                 RETURNING id, la_code, kind, payload, coalesce(retry_since, created_at), attempts",
                 &[&claim.node, &lease_until, &now, &limit],
             )
             .await
@@ -864,7 +864,9 @@ impl Store for PgStore {
         at: OffsetDateTime,
     ) -> StoreResult<u64> {
         let client = self.client().await?;
-        const REPLAY: &str = "UPDATE outbox SET failed_at = NULL, attempts = 0, available_at = $2
+        const REPLAY: &str = "UPDATE outbox SET failed_at = NULL, attempts = 0, available_at = $2,
+                 retry_since = $2,
+                 push = EXISTS (SELECT 1 FROM la_webhook WHERE la_code = $1)
              WHERE la_code = $1 AND failed_at IS NOT NULL";
         match ids {
             None => client.execute(REPLAY, &[&la.as_str(), &micros(at)]).await,
@@ -908,22 +910,23 @@ impl Store for PgStore {
     }
 
     async fn purge_outbox(&self, before: OffsetDateTime) -> StoreResult<u64> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.db()?;
-        let removed = tx
+        // Two deletes that need not be atomic. An alert's window (up to 365
+        // days) may outlast the feed's retention.
+        let client = self.client().await?;
+        let removed = client
             .execute(
                 "DELETE FROM outbox WHERE created_at < $1",
                 &[&micros(before)],
             )
             .await
             .db()?;
-        tx.execute(
-            "DELETE FROM repeat_alert WHERE alerted_at < $1",
-            &[&micros(before)],
-        )
-        .await
-        .db()?;
-        tx.commit().await.db()?;
+        client
+            .execute(
+                "DELETE FROM repeat_alert WHERE alerted_at < $1",
+                &[&micros(before - time::Duration::days(366))],
+            )
+            .await
+            .db()?;
         Ok(removed)
     }
 

@@ -420,7 +420,7 @@ impl Store for SqliteStore {
                            AND available_at <= ?3
                            AND (lease_until IS NULL OR lease_until <= ?3)
                          ORDER BY id LIMIT ?4)
-                     RETURNING id, la_code, kind, payload, created_at, attempts",
+                     RETURNING id, la_code, kind, payload, coalesce(retry_since, created_at), attempts",
                 )
                 .db()?;
             let rows = update
@@ -786,8 +786,11 @@ impl Store for SqliteStore {
         at: OffsetDateTime,
     ) -> StoreResult<u64> {
         write(&self.jobs, move |conn| {
-            const REPLAY: &str =
-                "UPDATE outbox SET failed_at = NULL, attempts = 0, available_at = ?2
+            // Retries run for the retry period again from now, and go out
+            // if the LA has a webhook now.
+            const REPLAY: &str = "UPDATE outbox SET failed_at = NULL, attempts = 0,
+                     available_at = ?2, retry_since = ?2,
+                     push = EXISTS (SELECT 1 FROM la_webhook WHERE la_code = ?1)
                  WHERE la_code = ?1 AND failed_at IS NOT NULL";
             let replayed = match &ids {
                 None => conn
@@ -845,6 +848,8 @@ impl Store for SqliteStore {
     }
 
     async fn purge_outbox(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        // An alert's window (up to 365 days) may outlast the feed's retention.
+        let alerts_before = before - time::Duration::days(366);
         write(&self.jobs, move |conn| {
             let removed = conn
                 .prepare_cached("DELETE FROM outbox WHERE created_at < ?1")
@@ -853,7 +858,7 @@ impl Store for SqliteStore {
                 .db()?;
             conn.prepare_cached("DELETE FROM repeat_alert WHERE alerted_at < ?1")
                 .db()?
-                .execute([micros(before)])
+                .execute([micros(alerts_before)])
                 .db()?;
             Ok(removed as u64)
         })

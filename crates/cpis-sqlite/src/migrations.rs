@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_log.sql")),
     (6, include_str!("../migrations/0006_reports.sql")),
     (7, include_str!("../migrations/0007_retention.sql")),
+    (8, include_str!("../migrations/0008_feed_counter.sql")),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {

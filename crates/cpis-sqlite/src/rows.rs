@@ -410,12 +410,16 @@ pub(crate) fn checkpoint(row: &Row<'_>) -> rusqlite::Result<StoreResult<Checkpoi
 
 pub(crate) fn insert_outbox(conn: &Connection, item: &OutboxItem) -> StoreResult<()> {
     let created_at = micros(item.created_at);
+    conn.prepare_cached("UPDATE outbox_counter SET last = last + 1 WHERE id = 1")
+        .db()?
+        .execute([])
+        .db()?;
     conn.prepare_cached(
         "INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts,
              push, feed_seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6,
              EXISTS (SELECT 1 FROM la_webhook WHERE la_code = ?2),
-             (SELECT coalesce(max(feed_seq), 0) + 1 FROM outbox WHERE la_code = ?2))",
+             (SELECT last FROM outbox_counter WHERE id = 1))",
     )
     .db()?
     .execute(params![

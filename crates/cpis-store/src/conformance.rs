@@ -990,6 +990,10 @@ pub async fn failed_items_are_parked_until_replayed<S: Store>(store: Arc<S>) {
     let replayed = store.claim_outbox(claim(later)).await.unwrap();
     assert_eq!(replayed.len(), 1);
     assert_eq!((replayed[0].id, replayed[0].attempts), (items[2].id, 0));
+    assert_eq!(
+        replayed[0].created_at, later,
+        "its retries are counted from the replay"
+    );
     assert!(store.failed_outbox(camden, 10).await.unwrap().is_empty());
 }
 
@@ -1018,6 +1022,23 @@ pub async fn old_items_are_purged<S: Store>(store: Arc<S>) {
         .map(|(_, item)| item)
         .collect();
     assert_eq!(left, vec![new]);
+
+    // Positions keep growing after everything is purged, so that a reader's
+    // cursor never hides what comes next.
+    let cursor = store.notifications(camden, 0, 10).await.unwrap()[0].0;
+    assert_eq!(store.purge_outbox(AT + Duration::days(1)).await.unwrap(), 1);
+    let later = outbox_item("E09000007", AT + Duration::days(2));
+    store
+        .record_access(
+            test_access(test_nhs_number(881), AT, true),
+            vec![later.clone()],
+            vec![],
+        )
+        .await
+        .unwrap();
+    let after = store.notifications(camden, cursor, 10).await.unwrap();
+    assert_eq!(after.len(), 1, "the new item comes after the old cursor");
+    assert_eq!(after[0].1, later);
 }
 
 pub async fn every_access_and_upload_is_a_leaf_of_the_log<S: Store>(store: Arc<S>) {
