@@ -57,12 +57,33 @@ impl From<&AccessRecord> for ReportRow {
     }
 }
 
-/// The rows as CSV, with a header row.
+/// A text cell a spreadsheet would not run as a formula: one starting with
+/// `=`, `+`, `-`, `@`, tab or carriage return gets a leading apostrophe.
+fn inert(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The rows as CSV, with a header row; names are made inert for
+/// spreadsheets, since a user or setting name is free text from outside.
 pub fn report_csv(items: &[AccessRecord]) -> Result<String, CoreError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for item in items {
+        let mut row = ReportRow::from(item);
+        for text in [
+            &mut row.user_id,
+            &mut row.user_name,
+            &mut row.role_code,
+            &mut row.role_name,
+            &mut row.organisation_name,
+        ] {
+            *text = inert(text);
+        }
         writer
-            .serialize(ReportRow::from(item))
+            .serialize(row)
             .map_err(|error| CoreError::Internal(format!("the report's CSV: {error}")))?;
     }
     if items.is_empty() {
@@ -194,5 +215,17 @@ impl<S: Store> Cpis<S> {
             .flatten()
             .map(|last| format!("{}.{}", cpis_store::encoding::micros(last.at), last.id));
         Ok(ReportPage { items, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreadsheet_formulas_are_made_inert() {
+        assert_eq!(inert("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(inert("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(inert("Dr Ada Example"), "Dr Ada Example");
     }
 }

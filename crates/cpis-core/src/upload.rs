@@ -599,6 +599,9 @@ impl<'de> Visitor<'de> for Document<'_> {
                         ));
                     }
                 },
+                "records" if has_records => {
+                    return Err(de::Error::custom("the body names \"records\" twice"));
+                }
                 "records" => {
                     map.next_value_seed(Records(self.0))?;
                     has_records = true;
@@ -1033,6 +1036,8 @@ mod tests {
         );
         let parsed = json(br#"{"records": []} trailing"#);
         assert!(parsed.malformed.is_some());
+        let parsed = json(br#"{"records": [], "records": []}"#);
+        assert!(parsed.malformed.unwrap().contains("twice"));
     }
 
     #[test]

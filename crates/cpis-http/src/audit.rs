@@ -152,8 +152,7 @@ pub(crate) async fn accesses<S: Store>(
             .transpose()
     };
     let to = date(&query.to, "to")?.unwrap_or_else(|| app.clock().today());
-    let from =
-        date(&query.from, "from")?.unwrap_or_else(|| to.replace_year(to.year() - 1).unwrap_or(to));
+    let from = date(&query.from, "from")?.unwrap_or_else(|| to - time::Duration::days(365));
     let limit = match &query.limit {
         None => 100,
         Some(text) => text
