@@ -169,9 +169,12 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
+    /// `allow_loopback` lets deliveries reach this machine (the demo and
+    /// development, as [`NotificationSettings::allow_loopback_http`]).
     pub fn new(
         node: impl Into<String>,
         attempt_timeout: std::time::Duration,
+        allow_loopback: bool,
     ) -> Result<Self, CoreError> {
         let http = reqwest::Client::builder()
             .timeout(attempt_timeout)
@@ -179,6 +182,7 @@ impl Deliverer {
             // A redirect is an answer to fix, not one to follow: it could
             // send a child's NHS number somewhere the LA never registered.
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(PublicAddresses { allow_loopback })
             .user_agent(concat!("cpis/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| CoreError::Internal(format!("the webhook client: {error}")))?;
@@ -222,6 +226,44 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<Strin
     Ok(format!("v1,{}", BASE64.encode(context.sign().as_ref())))
 }
 
+/// Addresses a webhook may never reach, however it is named: the
+/// unspecified address, link-local ones (a cloud's metadata service among
+/// them), and loopback unless `allow_loopback`. IPv4 written as IPv6 is
+/// judged as IPv4.
+fn forbidden(ip: IpAddr, allow_loopback: bool) -> bool {
+    let ip = ip.to_canonical();
+    let link_local = match ip {
+        IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast(),
+        IpAddr::V6(v6) => v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    link_local || (ip.is_loopback() && !allow_loopback)
+}
+
+/// Resolves webhook hosts, keeping only addresses a webhook may reach, so
+/// that a name pointing at the server's own machine or a metadata service
+/// (or one changed to point there after registration) is never posted to.
+struct PublicAddresses {
+    allow_loopback: bool,
+}
+
+impl reqwest::dns::Resolve for PublicAddresses {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_loopback = self.allow_loopback;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|address| !forbidden(address.ip(), allow_loopback))
+                .collect();
+            if found.is_empty() {
+                return Err(format!("{host} has no address a webhook may be sent to").into());
+            }
+            let addresses: reqwest::dns::Addrs = Box::new(found.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
 /// Checks a webhook address: `https` with a host, no credentials or
 /// fragment; never a loopback or link-local address (the server's own
 /// services, or a cloud's metadata endpoint); plain `http` only to loopback
@@ -243,13 +285,13 @@ fn check_webhook_url(text: &str, allow_loopback_http: bool) -> Result<reqwest::U
         .trim_start_matches('[')
         .trim_end_matches(']')
         .parse::<IpAddr>()
-        .ok();
-    let loopback = host.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback());
-    let link_local = match ip {
-        Some(IpAddr::V4(v4)) => v4.is_link_local() || v4.is_unspecified(),
-        Some(IpAddr::V6(v6)) => v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80,
-        None => false,
-    };
+        .ok()
+        .map(|ip| ip.to_canonical());
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    let loopback = name == "localhost"
+        || name.ends_with(".localhost")
+        || ip.is_some_and(|ip| ip.is_loopback());
+    let link_local = ip.is_some_and(|ip| forbidden(ip, true));
     match url.scheme() {
         _ if link_local => Err(bad("points at a link-local or unspecified address")),
         "https" if loopback && !allow_loopback_http => {
@@ -507,10 +549,34 @@ mod tests {
             "metadata endpoints"
         );
         assert!(!ok("https://[fe80::1]/hook", true));
+        assert!(
+            !ok("https://[::ffff:169.254.169.254]/", true),
+            "IPv4 written as IPv6"
+        );
+        assert!(!ok("https://[::ffff:127.0.0.1]/hook", false));
+        assert!(!ok("https://localhost./hook", false));
+        assert!(!ok("https://api.localhost/hook", false));
         assert!(!ok("https://user:pass@hooks.camden.example/", false));
         assert!(!ok("https://hooks.camden.example/#x", false));
         assert!(!ok("ftp://hooks.camden.example/", false));
         assert!(!ok("not a url", false));
+    }
+
+    #[tokio::test]
+    async fn names_are_resolved_to_permitted_addresses_only() {
+        use reqwest::dns::Resolve;
+        let name = |host: &str| host.parse::<reqwest::dns::Name>().unwrap();
+        let strict = PublicAddresses {
+            allow_loopback: false,
+        };
+        assert!(strict.resolve(name("localhost")).await.is_err(), "no way back to this machine");
+        let demo = PublicAddresses {
+            allow_loopback: true,
+        };
+        let found: Vec<_> = demo.resolve(name("localhost")).await.unwrap().collect();
+        assert!(found.iter().all(|address| address.ip().is_loopback()));
+        assert!(forbidden("::ffff:169.254.169.254".parse().unwrap(), true));
+        assert!(!forbidden("10.1.2.3".parse().unwrap(), false));
     }
 
     #[test]

@@ -278,7 +278,7 @@ async fn run<S: Store>(
     let started = Instant::now();
     let worker = tokio::spawn(cpis::deliver_forever(
         app.clone(),
-        Deliverer::new("bench", Duration::from_secs(10)).unwrap(),
+        Deliverer::new("bench", Duration::from_secs(10), true).unwrap(),
     ));
     while receiver.count() < backlog && started.elapsed() < Duration::from_secs(300) {
         tokio::time::sleep(Duration::from_millis(10)).await;

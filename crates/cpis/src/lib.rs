@@ -514,8 +514,13 @@ pub async fn serve_with<S: Store>(
         )))
     });
     let _stop_delivery = if workers {
-        let deliverer = Deliverer::new(node_name(), app.notification_settings().attempt_timeout)
-            .map_err(|error| StartError(error.to_string()))?;
+        let settings = app.notification_settings();
+        let deliverer = Deliverer::new(
+            node_name(),
+            settings.attempt_timeout,
+            settings.allow_loopback_http,
+        )
+        .map_err(|error| StartError(error.to_string()))?;
         tracing::info!(node = deliverer.node(), "delivering notifications");
         Some(AbortOnDrop(tokio::spawn(deliver_forever(
             app.clone(),

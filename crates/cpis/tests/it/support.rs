@@ -196,7 +196,8 @@ impl TestServer {
             let app = app.clone();
             Box::new(move |node| {
                 let app = app.clone();
-                let deliverer = cpis_core::notify::Deliverer::new(node, ATTEMPT_TIMEOUT).unwrap();
+                let deliverer =
+                    cpis_core::notify::Deliverer::new(node, ATTEMPT_TIMEOUT, true).unwrap();
                 Box::pin(async move { app.deliver_step(&deliverer).await.unwrap() })
             })
         };
