@@ -492,7 +492,32 @@ impl<S: Store> Cpis<S> {
 /// whose root or signature does not match, or a log shorter than its
 /// checkpoints.
 pub async fn verify_log<S: Store>(store: &S, key: &LogKey) -> Result<VerifyReport, CoreError> {
+    verify_log_against(store, key, &[]).await
+}
+
+/// [`verify_log`], and also against checkpoints held outside the store
+/// (signed notes an LA or other witness kept): the log must still give
+/// each one's tree head. This catches a log cut short together with the
+/// checkpoints that covered its end.
+pub async fn verify_log_against<S: Store>(
+    store: &S,
+    key: &LogKey,
+    outside: &[String],
+) -> Result<VerifyReport, CoreError> {
     {
+        let mut held: Vec<(u64, Hash)> = Vec::with_capacity(outside.len());
+        for note in outside {
+            match key.open(note) {
+                Ok(head) => held.push(head),
+                Err(why) => {
+                    return Ok(VerifyReport {
+                        failure: Some(format!("a checkpoint held outside: {why}")),
+                        ..VerifyReport::default()
+                    });
+                }
+            }
+        }
+        held.sort_unstable();
         const PAGE: usize = 10_000;
         let mut report = VerifyReport::default();
         let mut frontier = Frontier::default();
@@ -578,6 +603,16 @@ pub async fn verify_log<S: Store>(store: &S, key: &LogKey) -> Result<VerifyRepor
                 }
                 frontier.push(hash);
                 report.leaves += 1;
+                for (size, root) in held.iter().filter(|(size, _)| *size == frontier.size()) {
+                    if *root != frontier.root() {
+                        return fail(
+                            report,
+                            format!(
+                                "the log no longer gives the tree head of the checkpoint of size {size} held outside"
+                            ),
+                        );
+                    }
+                }
                 while let Some(checkpoint) = checkpoints.next_if(|c| c.size == frontier.size()) {
                     if let Some(why) = check_checkpoint(key, &checkpoint, frontier.root()) {
                         return fail(report, why);
@@ -614,6 +649,15 @@ pub async fn verify_log<S: Store>(store: &S, key: &LogKey) -> Result<VerifyRepor
                     ),
                 );
             }
+        }
+        if let Some((size, _)) = held.iter().find(|(size, _)| *size > frontier.size()) {
+            return fail(
+                report,
+                format!(
+                    "the log has been cut short: a checkpoint held outside covers {size} leaves but only {} remain",
+                    frontier.size()
+                ),
+            );
         }
         if let Some(checkpoint) = checkpoints.next() {
             return fail(

@@ -569,7 +569,10 @@ mod tests {
         let strict = PublicAddresses {
             allow_loopback: false,
         };
-        assert!(strict.resolve(name("localhost")).await.is_err(), "no way back to this machine");
+        assert!(
+            strict.resolve(name("localhost")).await.is_err(),
+            "no way back to this machine"
+        );
         let demo = PublicAddresses {
             allow_loopback: true,
         };

@@ -357,12 +357,14 @@ pub async fn with_store<W: WithStore>(config: &Config, work: W) -> Result<W::Out
 /// `cpis audit verify`: the log checked against its records and checkpoints.
 pub struct VerifyLog {
     pub key: cpis_core::audit::LogKey,
+    /// Signed checkpoints kept outside the store, to check the log against.
+    pub held: Vec<String>,
 }
 
 impl WithStore for VerifyLog {
     type Output = cpis_core::audit::VerifyReport;
     async fn run<S: Store>(self, store: Arc<S>) -> Result<Self::Output, StartError> {
-        cpis_core::audit::verify_log(&*store, &self.key)
+        cpis_core::audit::verify_log_against(&*store, &self.key, &self.held)
             .await
             .map_err(|error| StartError(format!("cannot read the log: {error}")))
     }

@@ -97,6 +97,11 @@ enum AuditCommand {
         /// public half of the service's own log key.
         #[arg(long)]
         key: Option<String>,
+        /// A checkpoint kept outside the service (a saved
+        /// /audit/v1/checkpoints/latest); the log must still give its tree
+        /// head. May be given more than once.
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<PathBuf>,
     },
 }
 
@@ -111,10 +116,11 @@ fn main() -> ExitCode {
                 config,
                 data_dir,
                 key,
+                checkpoints,
             },
     } = cli.command
     {
-        return audit_verify(config, data_dir, key);
+        return audit_verify(config, data_dir, key, checkpoints);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -215,12 +221,13 @@ fn audit_verify(
     config: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     key: Option<String>,
+    checkpoints: Vec<PathBuf>,
 ) -> ExitCode {
     let checked = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|error| StartError(format!("cannot start the async runtime: {error}")))
-        .and_then(|runtime| runtime.block_on(verify(config, data_dir, key)));
+        .and_then(|runtime| runtime.block_on(verify(config, data_dir, key, checkpoints)));
     match checked {
         Ok(report) => match report.failure {
             None => {
@@ -249,7 +256,15 @@ async fn verify(
     config: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     key: Option<String>,
+    checkpoints: Vec<PathBuf>,
 ) -> Result<cpis_core::audit::VerifyReport, StartError> {
+    let held = checkpoints
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map_err(|error| StartError(format!("cannot read {}: {error}", path.display())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let overrides = Overrides {
         config_file: config,
         data_dir,
@@ -274,7 +289,7 @@ async fn verify(
             )));
         }
     };
-    cpis::with_store(&config, cpis::VerifyLog { key }).await
+    cpis::with_store(&config, cpis::VerifyLog { key, held }).await
 }
 
 fn upload(args: cpis::upload_client::UploadArgs) -> ExitCode {

@@ -453,6 +453,13 @@ fn the_verify_command_reports_a_whole_log_and_an_edited_one() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         assert_eq!(status_at(&url).await, StatusCode::OK);
+        let note = reqwest::get(format!("{url}/audit/v1/checkpoints/latest"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        std::fs::write(dir.path().join("held.txt"), note).unwrap();
     });
     drop(server);
     let verify = || {
@@ -472,7 +479,36 @@ fn the_verify_command_reports_a_whole_log_and_an_edited_one() {
     );
     assert!(said.contains("is whole"), "{said}");
 
+    // The last looks removed with their leaves and every checkpoint covering them:
+    // only a checkpoint kept outside can tell.
     let conn = rusqlite::Connection::open(data.join("cpis.db")).unwrap();
+    conn.execute_batch(
+        "DELETE FROM access_log WHERE id IN (SELECT record_id FROM log_leaf WHERE idx >= 2);
+         DELETE FROM log_leaf WHERE idx >= 2;
+         DELETE FROM log_checkpoint WHERE size >= 3;",
+    )
+    .unwrap();
+    let cut = verify();
+    assert_eq!(
+        cut.status.code(),
+        Some(0),
+        "nothing left in the store shows it: {}",
+        String::from_utf8_lossy(&cut.stdout)
+    );
+    let held = cpis()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&data)
+        .arg("--checkpoint")
+        .arg(dir.path().join("held.txt"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&held.stdout).into_owned();
+    assert_eq!(held.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("cut short") && said.contains("held outside"),
+        "{said}"
+    );
+
     conn.execute(
         "UPDATE access_log SET organisation_name = 'Somewhere Else' WHERE id = (SELECT record_id FROM log_leaf WHERE idx = 1)",
         [],
