@@ -287,16 +287,6 @@ impl Nodes for Known<'_> {
     }
 }
 
-/// A proof with the tree heads it joins.
-#[derive(Debug, Clone, Serialize)]
-pub struct Proof {
-    pub hashes: Vec<String>,
-}
-
-fn encode_all(hashes: &[Hash]) -> Vec<String> {
-    hashes.iter().map(|hash| BASE64.encode(hash)).collect()
-}
-
 /// What `verify_log` found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyReport {
@@ -504,173 +494,170 @@ pub async fn verify_log_against<S: Store>(
     key: &LogKey,
     outside: &[String],
 ) -> Result<VerifyReport, CoreError> {
-    {
-        let mut held: Vec<(u64, Hash)> = Vec::with_capacity(outside.len());
-        for note in outside {
-            match key.open(note) {
-                Ok(head) => held.push(head),
-                Err(why) => {
-                    return Ok(VerifyReport {
-                        failure: Some(format!("a checkpoint held outside: {why}")),
-                        ..VerifyReport::default()
-                    });
-                }
+    let mut held: Vec<(u64, Hash)> = Vec::with_capacity(outside.len());
+    for note in outside {
+        match key.open(note) {
+            Ok(head) => held.push(head),
+            Err(why) => {
+                return Ok(VerifyReport {
+                    failure: Some(format!("a checkpoint held outside: {why}")),
+                    ..VerifyReport::default()
+                });
             }
         }
-        held.sort_unstable();
-        const PAGE: usize = 10_000;
-        let mut report = VerifyReport::default();
-        let mut frontier = Frontier::default();
-        let mut checkpoints = store.checkpoints(0, PAGE).await?.into_iter().peekable();
-        // Removals under the retention rules. Each may excuse missing access
-        // records made before its boundary, only if it kept at least the
-        // shortest audit period, is itself a leaf placed after every leaf
-        // it excuses, and excuses no more records than it says it removed
-        // (all checked below as the leaves pass, and at the end).
-        let mut retentions: Vec<RetentionRecord> = store
-            .retention_records()
-            .await?
-            .into_iter()
-            .filter(|retention| retention.access_before <= retention.at - MIN_AUDIT_PERIOD)
-            .collect();
-        retentions.sort_by_key(|retention| retention.at);
-        // Retention id -> (records excused, highest leaf index excused).
-        let mut excused: HashMap<Uuid, (u64, u64)> = HashMap::new();
-        let mut retention_leaves: HashMap<Uuid, u64> = HashMap::new();
-        let fail = |mut report: VerifyReport, why: String| {
-            report.failure = Some(why);
-            Ok(report)
-        };
-        loop {
-            let page = store.log_entries(frontier.size(), PAGE).await?;
-            if page.is_empty() {
-                break;
-            }
-            for entry in page {
-                let expected = frontier.size();
-                let leaf = &entry.leaf;
-                let what = format!("{} record {}", leaf.kind.code(), leaf.record_id);
-                if leaf.index != expected {
-                    return fail(
-                        report,
-                        format!(
-                            "leaf {expected} is missing: the log jumps to leaf {} ({what})",
-                            leaf.index
-                        ),
-                    );
-                }
-                if let LoggedRecord::Retention(retention) = &entry.record {
-                    retention_leaves.insert(retention.id, expected);
-                }
-                let hash = match entry.record.hash() {
-                    Some(hash) => hash,
-                    None => {
-                        let pruned_by = (leaf.kind == cpis_store::log::LogKind::Access)
-                            .then(|| {
-                                retentions.iter().find(|retention| {
-                                    leaf.record_id < first_id_at(retention.access_before)
-                                })
-                            })
-                            .flatten();
-                        match pruned_by {
-                            Some(retention) => {
-                                let (count, highest) =
-                                    excused.entry(retention.id).or_insert((0, 0));
-                                *count += 1;
-                                *highest = expected;
-                                report.pruned += 1;
-                                leaf.hash
-                            }
-                            None => {
-                                return fail(
-                                    report,
-                                    format!("leaf {expected}: the {what} has been deleted"),
-                                );
-                            }
-                        }
-                    }
-                };
-                if hash != leaf.hash {
-                    return fail(
-                        report,
-                        format!("leaf {expected}: the {what} has been changed since it was logged"),
-                    );
-                }
-                if let LoggedRecord::Access(record) = &entry.record
-                    && record.id != leaf.record_id
-                {
-                    return fail(report, format!("leaf {expected} stands for another record"));
-                }
-                frontier.push(hash);
-                report.leaves += 1;
-                for (size, root) in held.iter().filter(|(size, _)| *size == frontier.size()) {
-                    if *root != frontier.root() {
-                        return fail(
-                            report,
-                            format!(
-                                "the log no longer gives the tree head of the checkpoint of size {size} held outside"
-                            ),
-                        );
-                    }
-                }
-                while let Some(checkpoint) = checkpoints.next_if(|c| c.size == frontier.size()) {
-                    if let Some(why) = check_checkpoint(key, &checkpoint, frontier.root()) {
-                        return fail(report, why);
-                    }
-                    report.checkpoints += 1;
-                    if checkpoints.peek().is_none() {
-                        checkpoints = store
-                            .checkpoints(checkpoint.size, PAGE)
-                            .await?
-                            .into_iter()
-                            .peekable();
-                    }
-                }
-            }
+    }
+    held.sort_unstable();
+    const PAGE: usize = 10_000;
+    let mut report = VerifyReport::default();
+    let mut frontier = Frontier::default();
+    let mut checkpoints = store.checkpoints(0, PAGE).await?.into_iter().peekable();
+    // Removals under the retention rules. Each may excuse missing access
+    // records made before its boundary, only if it kept at least the
+    // shortest audit period, is itself a leaf placed after every leaf
+    // it excuses, and excuses no more records than it says it removed
+    // (all checked below as the leaves pass, and at the end).
+    let mut retentions: Vec<RetentionRecord> = store
+        .retention_records()
+        .await?
+        .into_iter()
+        .filter(|retention| retention.access_before <= retention.at - MIN_AUDIT_PERIOD)
+        .collect();
+    retentions.sort_by_key(|retention| retention.at);
+    // Retention id -> (records excused, highest leaf index excused).
+    let mut excused: HashMap<Uuid, (u64, u64)> = HashMap::new();
+    let mut retention_leaves: HashMap<Uuid, u64> = HashMap::new();
+    let fail = |mut report: VerifyReport, why: String| {
+        report.failure = Some(why);
+        Ok(report)
+    };
+    loop {
+        let page = store.log_entries(frontier.size(), PAGE).await?;
+        if page.is_empty() {
+            break;
         }
-        for retention in &retentions {
-            let Some((count, highest)) = excused.get(&retention.id).copied() else {
-                continue;
-            };
-            let why = match retention_leaves.get(&retention.id) {
-                None => Some("is not in the log"),
-                Some(index) if *index < highest => Some("is placed before records it excuses"),
-                Some(_) if count > retention.removed_access => {
-                    Some("excuses more records than it removed")
-                }
-                Some(_) => None,
-            };
-            if let Some(why) = why {
+        for entry in page {
+            let expected = frontier.size();
+            let leaf = &entry.leaf;
+            let what = format!("{} record {}", leaf.kind.code(), leaf.record_id);
+            if leaf.index != expected {
                 return fail(
                     report,
                     format!(
-                        "access records are gone, excused by retention record {} which {why}",
-                        retention.id
+                        "leaf {expected} is missing: the log jumps to leaf {} ({what})",
+                        leaf.index
                     ),
                 );
             }
+            if let LoggedRecord::Retention(retention) = &entry.record {
+                retention_leaves.insert(retention.id, expected);
+            }
+            let hash = match entry.record.hash() {
+                Some(hash) => hash,
+                None => {
+                    let pruned_by = (leaf.kind == cpis_store::log::LogKind::Access)
+                        .then(|| {
+                            retentions.iter().find(|retention| {
+                                leaf.record_id < first_id_at(retention.access_before)
+                            })
+                        })
+                        .flatten();
+                    match pruned_by {
+                        Some(retention) => {
+                            let (count, highest) = excused.entry(retention.id).or_insert((0, 0));
+                            *count += 1;
+                            *highest = expected;
+                            report.pruned += 1;
+                            leaf.hash
+                        }
+                        None => {
+                            return fail(
+                                report,
+                                format!("leaf {expected}: the {what} has been deleted"),
+                            );
+                        }
+                    }
+                }
+            };
+            if hash != leaf.hash {
+                return fail(
+                    report,
+                    format!("leaf {expected}: the {what} has been changed since it was logged"),
+                );
+            }
+            if let LoggedRecord::Access(record) = &entry.record
+                && record.id != leaf.record_id
+            {
+                return fail(report, format!("leaf {expected} stands for another record"));
+            }
+            frontier.push(hash);
+            report.leaves += 1;
+            for (size, root) in held.iter().filter(|(size, _)| *size == frontier.size()) {
+                if *root != frontier.root() {
+                    return fail(
+                        report,
+                        format!(
+                            "the log no longer gives the tree head of the checkpoint of size {size} held outside"
+                        ),
+                    );
+                }
+            }
+            while let Some(checkpoint) = checkpoints.next_if(|c| c.size == frontier.size()) {
+                if let Some(why) = check_checkpoint(key, &checkpoint, frontier.root()) {
+                    return fail(report, why);
+                }
+                report.checkpoints += 1;
+                if checkpoints.peek().is_none() {
+                    checkpoints = store
+                        .checkpoints(checkpoint.size, PAGE)
+                        .await?
+                        .into_iter()
+                        .peekable();
+                }
+            }
         }
-        if let Some((size, _)) = held.iter().find(|(size, _)| *size > frontier.size()) {
-            return fail(
-                report,
-                format!(
-                    "the log has been cut short: a checkpoint held outside covers {size} leaves but only {} remain",
-                    frontier.size()
-                ),
-            );
-        }
-        if let Some(checkpoint) = checkpoints.next() {
-            return fail(
-                report,
-                format!(
-                    "the log has been cut short: a checkpoint covers {} leaves but only {} remain",
-                    checkpoint.size,
-                    frontier.size()
-                ),
-            );
-        }
-        Ok(report)
     }
+    for retention in &retentions {
+        let Some((count, highest)) = excused.get(&retention.id).copied() else {
+            continue;
+        };
+        let why = match retention_leaves.get(&retention.id) {
+            None => Some("is not in the log"),
+            Some(index) if *index < highest => Some("is placed before records it excuses"),
+            Some(_) if count > retention.removed_access => {
+                Some("excuses more records than it removed")
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            return fail(
+                report,
+                format!(
+                    "access records are gone, excused by retention record {} which {why}",
+                    retention.id
+                ),
+            );
+        }
+    }
+    if let Some((size, _)) = held.iter().find(|(size, _)| *size > frontier.size()) {
+        return fail(
+            report,
+            format!(
+                "the log has been cut short: a checkpoint held outside covers {size} leaves but only {} remain",
+                frontier.size()
+            ),
+        );
+    }
+    if let Some(checkpoint) = checkpoints.next() {
+        return fail(
+            report,
+            format!(
+                "the log has been cut short: a checkpoint covers {} leaves but only {} remain",
+                checkpoint.size,
+                frontier.size()
+            ),
+        );
+    }
+    Ok(report)
 }
 
 fn check_checkpoint(key: &LogKey, checkpoint: &Checkpoint, root: Hash) -> Option<String> {
@@ -704,10 +691,9 @@ pub fn encode_hash(hash: &Hash) -> String {
     BASE64.encode(hash)
 }
 
-pub fn encode_proof(hashes: &[Hash]) -> Proof {
-    Proof {
-        hashes: encode_all(hashes),
-    }
+/// A proof's hashes, base64 each, as the API shows them.
+pub fn encode_hashes(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(encode_hash).collect()
 }
 
 #[cfg(test)]

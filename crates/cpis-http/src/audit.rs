@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use cpis_core::audit::{encode_hash, encode_proof};
+use cpis_core::audit::{encode_hash, encode_hashes};
 use cpis_core::reports::{ReportRow, ReportSubject, report_csv};
 use cpis_core::{CoreError, Cpis};
 use cpis_domain::{NhsNumber, OdsCode, parse_iso_date};
@@ -72,7 +72,7 @@ pub(crate) async fn inclusion<S: Store>(
         "leaf": leaf,
         "size": size,
         "leaf_hash": encode_hash(&leaf_hash),
-        "hashes": encode_proof(&proof).hashes,
+        "hashes": encode_hashes(&proof),
     }))
     .into_response())
 }
@@ -94,10 +94,7 @@ pub(crate) async fn consistency<S: Store>(
     let from = number(query.from.as_deref(), "from")?;
     let to = number(query.to.as_deref(), "to")?;
     let proof = app.consistency_proof(from, to).await?;
-    Ok(
-        Json(json!({"from": from, "to": to, "hashes": encode_proof(&proof).hashes}))
-            .into_response(),
-    )
+    Ok(Json(json!({"from": from, "to": to, "hashes": encode_hashes(&proof)})).into_response())
 }
 
 #[derive(Deserialize)]

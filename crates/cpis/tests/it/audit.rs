@@ -412,23 +412,14 @@ async fn verification_catches_every_kind_of_tampering(server: TestServer) {
 /// log, 1 naming the first problem once a record is edited under it.
 #[test]
 fn the_verify_command_reports_a_whole_log_and_an_edited_one() {
-    use crate::support::{Running, cpis, free_port_address, persona_token, wait_ready};
+    use crate::support::{
+        Running, cpis, demo_command, free_port_address, persona_token, wait_ready,
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let listen = free_port_address();
     let url = format!("http://{listen}");
-    let mut command = cpis();
-    command
-        .args([
-            "demo",
-            "--la",
-            TEST_LA,
-            "--listen",
-            &listen.to_string(),
-            "--data-dir",
-        ])
-        .arg(&data);
-    let server = Running::spawn(&mut command, Box::new(()));
+    let server = Running::spawn(&mut demo_command(listen, &data), Box::new(()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -15,8 +15,8 @@ use time::Duration;
 use tokio::sync::oneshot;
 
 use crate::support::{
-    OTHER_LA, Running, TEST_LA, TestServer, cpis, free_port_address, on_both_stores, persona_token,
-    wait_ready,
+    OTHER_LA, Running, TEST_LA, TestServer, demo_command, free_port_address, on_both_stores,
+    persona_token, wait_ready,
 };
 
 /// What a receiver does with a delivery.
@@ -541,18 +541,8 @@ fn a_server_killed_mid_delivery_delivers_after_restart() {
     let listen = free_port_address();
     let url = format!("http://{listen}");
     let serve = || {
-        let mut command = cpis();
-        command
-            .args([
-                "demo",
-                "--la",
-                TEST_LA,
-                "--listen",
-                &listen.to_string(),
-                "--data-dir",
-            ])
-            .arg(&data)
-            .env("CPIS_WEBHOOK_LEASE_SECONDS", "5");
+        let mut command = demo_command(listen, &data);
+        command.env("CPIS_WEBHOOK_LEASE_SECONDS", "5");
         Running::spawn(&mut command, Box::new(()))
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -435,6 +435,23 @@ pub fn cpis() -> Command {
     command
 }
 
+/// `cpis demo` for the LA personas of [`TEST_LA`], on `listen` with its data
+/// in `data`: a server with registered care settings, as `cpis serve` runs.
+pub fn demo_command(listen: SocketAddr, data: &Path) -> Command {
+    let mut command = cpis();
+    command
+        .args([
+            "demo",
+            "--la",
+            TEST_LA,
+            "--listen",
+            &listen.to_string(),
+            "--data-dir",
+        ])
+        .arg(data);
+    command
+}
+
 /// Runs `cpis` to completion, expecting it to fail at start-up; returns its
 /// exit code and standard error.
 pub fn fails_to_start(command: &mut Command) -> (Option<i32>, String) {
