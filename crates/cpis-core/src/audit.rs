@@ -17,7 +17,7 @@ use cpis_store::Store;
 use cpis_store::log::{Checkpoint, LoggedRecord, RetentionRecord, first_id_at};
 use cpis_store::merkle::{self, Frontier, Hash, Nodes};
 use serde::Serialize;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::{CoreError, Cpis};
@@ -441,6 +441,30 @@ impl<S: Store> Cpis<S> {
 
     pub async fn verify_log(&self, key: &LogKey) -> Result<VerifyReport, CoreError> {
         verify_log(&*self.store, key).await
+    }
+
+    /// Checks the whole log with the service's own key, as a privacy
+    /// officer asks, and keeps the result to show until the next check.
+    pub async fn verify_log_now(&self) -> Result<(OffsetDateTime, VerifyReport), CoreError> {
+        let Some((signer, _)) = self.log() else {
+            return Err(CoreError::NotFound(
+                "this server keeps no signed log".into(),
+            ));
+        };
+        let report = self.verify_log(&signer.public()).await?;
+        let checked = (self.clock.now(), report);
+        if let Ok(mut last) = self.last_verification.lock() {
+            *last = Some(checked.clone());
+        }
+        Ok(checked)
+    }
+
+    /// The last check [`Cpis::verify_log_now`] made on this node, if any.
+    pub fn last_verification(&self) -> Option<(OffsetDateTime, VerifyReport)> {
+        self.last_verification
+            .lock()
+            .ok()
+            .and_then(|last| last.clone())
     }
 
     /// Removes access records older than the audit period, and plans

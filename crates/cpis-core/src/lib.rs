@@ -6,6 +6,7 @@ pub mod demo;
 mod duplicates;
 pub mod identity;
 pub mod notify;
+pub mod overview;
 pub mod query;
 pub mod reference;
 pub mod reports;
@@ -129,6 +130,8 @@ pub struct Cpis<S> {
     retention: audit::RetentionSettings,
     /// Woken when a look writes outbox items, so the worker delivers at once.
     outbox_written: tokio::sync::Notify,
+    /// The last whole-log check run on request, and when it finished.
+    last_verification: std::sync::Mutex<Option<(time::OffsetDateTime, audit::VerifyReport)>>,
     /// Care settings recently read, so that a query does not read its
     /// caller's organisation from the store twice a request.
     organisations: std::sync::RwLock<
@@ -154,6 +157,7 @@ impl<S: Store> Cpis<S> {
             log: None,
             retention: audit::RetentionSettings::default(),
             outbox_written: tokio::sync::Notify::new(),
+            last_verification: std::sync::Mutex::default(),
             organisations: std::sync::RwLock::default(),
         }
     }

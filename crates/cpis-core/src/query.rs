@@ -35,7 +35,38 @@ pub struct FlagAnswer {
     pub unscheduled: bool,
 }
 
+/// What a person sees after a search: the flag, and who looked before.
+#[derive(Debug, Clone)]
+pub struct ChildView {
+    pub answer: FlagAnswer,
+    /// The access history as of this look, without the look itself.
+    pub history: Vec<AccessRecord>,
+}
+
 impl<S: Store> Cpis<S> {
+    /// A person's search from the web application: one look, recorded
+    /// exactly as [`Cpis::look_up_flag`] records it, with the history read
+    /// under the same record (it is the same look at the same child).
+    pub async fn view_child(
+        &self,
+        principal: &Principal,
+        nhs_number: NhsNumber,
+        request_id: &str,
+    ) -> Result<ChildView, CoreError> {
+        let answer = self
+            .look_up_flag(principal, nhs_number, false, request_id)
+            .await?;
+        let earlier: Vec<AccessRecord> = self
+            .store
+            .recent_unscheduled_accesses(nhs_number, HISTORY_WINDOW)
+            .await?
+            .into_iter()
+            .filter(|record| record.id != answer.access_id)
+            .collect();
+        let history = access_history(&earlier).into_iter().cloned().collect();
+        Ok(ChildView { answer, history })
+    }
+
     /// Looks up the flag for `nhs_number`. `marked_scheduled` is the caller
     /// saying the look is scheduled care (`IsUnscheduledAccessEvent: false`);
     /// a principal who may only view silently is scheduled whatever it says.

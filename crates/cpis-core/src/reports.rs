@@ -59,7 +59,7 @@ impl From<&AccessRecord> for ReportRow {
 
 /// A text cell a spreadsheet would not run as a formula: one starting with
 /// `=`, `+`, `-`, `@`, tab or carriage return gets a leading apostrophe.
-fn inert(text: &str) -> String {
+pub(crate) fn inert(text: &str) -> String {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {

@@ -838,6 +838,51 @@ impl<S: Store> Cpis<S> {
     }
 }
 
+/// The acknowledgement's records, rejected first (each in line order), as
+/// they are shown to people; accepted ones follow where they were kept.
+pub fn records_rejected_first(upload: &UploadRecord) -> Vec<&Value> {
+    let mut records: Vec<&Value> = upload
+        .records
+        .as_array()
+        .map(|records| records.iter().collect())
+        .unwrap_or_default();
+    records.sort_by_key(|record| {
+        (
+            record["code"] == "CPR06",
+            record["line"].as_u64().unwrap_or(0),
+        )
+    });
+    records
+}
+
+/// The acknowledgement's records as CSV, rejected first, for an LA team to
+/// work through in a spreadsheet; text cells cannot run as formulas.
+pub fn acknowledgement_csv(upload: &UploadRecord) -> Result<String, CoreError> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let failed =
+        |error: csv::Error| CoreError::Internal(format!("the acknowledgement's CSV: {error}"));
+    writer
+        .write_record(["line", "code", "reason", "nhs_number", "local_reference"])
+        .map_err(failed)?;
+    for record in records_rejected_first(upload) {
+        let text = |field: &str| crate::reports::inert(record[field].as_str().unwrap_or_default());
+        writer
+            .write_record([
+                record["line"].as_u64().unwrap_or(0).to_string(),
+                text("code"),
+                text("reason"),
+                text("nhs_number"),
+                text("local_reference"),
+            ])
+            .map_err(failed)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|error| CoreError::Internal(format!("the acknowledgement's CSV: {error}")))?;
+    String::from_utf8(bytes)
+        .map_err(|error| CoreError::Internal(format!("the acknowledgement's CSV: {error}")))
+}
+
 /// The acknowledgement as the API shows it.
 pub fn acknowledgement_json(upload: &UploadRecord) -> Value {
     json!({

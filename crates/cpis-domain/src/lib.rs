@@ -29,7 +29,7 @@ pub use plan::{
     UNBORN_PLAN_VISIBLE_AFTER_DELIVERY_DAYS,
 };
 pub use repeat::{Attendance, RepeatRule, repeat_attendance};
-pub use uk_time::uk_date;
+pub use uk_time::{uk_date, uk_time};
 
 /// Why a value could not be parsed into one of this crate's types.
 ///

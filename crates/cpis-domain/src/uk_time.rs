@@ -8,6 +8,11 @@ use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset, Week
 /// 01:00 UTC on the last Sunday of October (Summer Time Order 2002). Written
 /// out here rather than pulling a time-zone database for one zone.
 pub fn uk_date(now: OffsetDateTime) -> Date {
+    uk_time(now).date()
+}
+
+/// The instant `now` as a clock in the United Kingdom shows it.
+pub fn uk_time(now: OffsetDateTime) -> OffsetDateTime {
     let utc = now.to_offset(UtcOffset::UTC);
     let year = utc.year();
     let starts = last_sunday_at_one_utc(year, Month::March);
@@ -16,10 +21,9 @@ pub fn uk_date(now: OffsetDateTime) -> Date {
         (Some(starts), Some(ends)) => utc >= starts && utc < ends,
         _ => false,
     };
-    if in_summer_time {
-        (utc + time::Duration::HOUR).date()
-    } else {
-        utc.date()
+    match UtcOffset::from_hms(1, 0, 0) {
+        Ok(bst) if in_summer_time => utc.to_offset(bst),
+        _ => utc,
     }
 }
 

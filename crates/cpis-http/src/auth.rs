@@ -45,6 +45,27 @@ pub(crate) async fn guard<S: Store>(
     }
 }
 
+/// The guard in front of a web page: the same checks, but a refusal is
+/// answered as a browser needs it (sign in and come back, or a page saying
+/// why), not as an OperationOutcome.
+pub(crate) async fn page_guard<S: Store>(
+    State((app, access)): State<(Arc<Cpis<S>>, Access)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let headers = request.headers().clone();
+    let target = request
+        .uri()
+        .path_and_query()
+        .map(|target| target.as_str().to_owned())
+        .unwrap_or_else(|| "/app".to_owned());
+    match check::<S>(&app, access, request).await {
+        Ok(request) => next.run(request).await,
+        Err(error) => crate::web::refusal(&app, &headers, error, &method, &target).await,
+    }
+}
+
 async fn check<S: Store>(
     app: &Cpis<S>,
     access: Access,
@@ -154,12 +175,32 @@ async fn check_csrf(request: Request, expected: &str) -> Result<Request, HttpErr
             Err(refused())
         };
     }
-    let is_form = request
+    let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+        .unwrap_or_default();
+    if content_type.starts_with("multipart/form-data") {
+        // A file is streamed, not read first to find a field, so a file
+        // form carries its token in its address.
+        let sent = request
+            .uri()
+            .query()
+            .and_then(|query| serde_urlencoded::from_str::<Vec<(String, String)>>(query).ok())
+            .and_then(|fields| {
+                fields
+                    .into_iter()
+                    .find(|(key, _)| key == "csrf_token")
+                    .map(|(_, value)| value)
+            })
+            .unwrap_or_default();
+        return if constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
+            Ok(request)
+        } else {
+            Err(refused())
+        };
+    }
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Err(refused());
     }
     let (parts, body) = request.into_parts();

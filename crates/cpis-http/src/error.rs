@@ -62,7 +62,7 @@ impl HttpError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             HttpError::NotFound => StatusCode::NOT_FOUND,
             HttpError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
@@ -91,6 +91,29 @@ impl HttpError {
                 CoreError::Provider(_) => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
+        }
+    }
+
+    /// What the caller is told: the error itself when it is theirs to fix;
+    /// for the server's own failures a sentence without internals, the
+    /// cause going to the log.
+    pub(crate) fn public_message(&self, status: StatusCode) -> String {
+        if !status.is_server_error() {
+            return self.to_string();
+        }
+        tracing::error!(error = %self, cause = ?self, "request failed");
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => match self {
+                HttpError::Core(CoreError::Unavailable(why)) => why.clone(),
+                _ => "the service cannot reach its database just now; try again shortly".to_owned(),
+            },
+            StatusCode::BAD_GATEWAY => {
+                "the identity provider did not answer as expected; try again shortly".to_owned()
+            }
+            _ => {
+                "something went wrong on our side; quote the X-Request-ID header when you report it"
+                    .to_owned()
+            }
         }
     }
 
@@ -170,22 +193,7 @@ impl IntoResponse for HttpError {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return response;
         }
-        let diagnostics = if status.is_server_error() {
-            tracing::error!(error = %self, cause = ?self, "request failed");
-            match status {
-                StatusCode::SERVICE_UNAVAILABLE => match &self {
-                    HttpError::Core(CoreError::Unavailable(why)) => why.clone(),
-                    _ => "the service cannot reach its database just now; try again shortly"
-                        .to_owned(),
-                },
-                StatusCode::BAD_GATEWAY => {
-                    "the identity provider did not answer as expected; try again shortly".to_owned()
-                }
-                _ => "something went wrong on our side; quote the X-Request-ID header when you report it".to_owned(),
-            }
-        } else {
-            self.to_string()
-        };
+        let diagnostics = self.public_message(status);
         let (issue_type, spine) = self.codes(status);
         let body = Json(operation_outcome(issue_type, spine, &diagnostics));
         let mut response = (status, body).into_response();

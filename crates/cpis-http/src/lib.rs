@@ -16,13 +16,14 @@ mod identity;
 mod la;
 mod notifications;
 mod request_id;
+mod web;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use axum::{Json, Router};
 use cpis_core::Cpis;
@@ -56,6 +57,9 @@ pub struct Endpoint {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    /// A web page: refusals are pages (or a redirect to sign in), not
+    /// OperationOutcomes.
+    pub page: bool,
 }
 
 type AppState<S> = Arc<Cpis<S>>;
@@ -69,27 +73,59 @@ struct Routes<S: Store> {
 
 impl<S: Store> Routes<S> {
     fn add(
-        mut self,
+        self,
         method: Method,
         path: &'static str,
         access: Access,
         handler: MethodRouter<AppState<S>>,
     ) -> Self {
-        let guarded = handler.route_layer(axum::middleware::from_fn_with_state(
-            (self.app.clone(), access),
-            auth::guard::<S>,
-        ));
+        self.route(method, path, access, handler, false)
+    }
+
+    /// Adds a web page: guarded like a route, refused like a page.
+    fn page(
+        self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: MethodRouter<AppState<S>>,
+    ) -> Self {
+        self.route(method, path, access, handler, true)
+    }
+
+    fn route(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: MethodRouter<AppState<S>>,
+        page: bool,
+    ) -> Self {
+        let state = (self.app.clone(), access);
+        let guarded = if page {
+            handler.route_layer(axum::middleware::from_fn_with_state(
+                state,
+                auth::page_guard::<S>,
+            ))
+        } else {
+            handler.route_layer(axum::middleware::from_fn_with_state(
+                state,
+                auth::guard::<S>,
+            ))
+        };
         self.router = self.router.route(path, guarded);
         self.endpoints.push(Endpoint {
             method,
             path,
             access,
+            page,
         });
         self
     }
 }
 
 const OWN_LA: Access = Access::Permission(Permission::ManageOwnLa);
+const REPORTS: Access = Access::Permission(Permission::ViewAccessReports);
 
 fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
     use Access::{Public, SignedIn};
@@ -100,7 +136,14 @@ fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
         app,
     };
     routes
-        .add(Method::GET, "/", Public, get(index))
+        .page(Method::GET, "/", Public, get(web::start::<S>))
+        .page(Method::GET, "/about", Public, get(web::about))
+        .add(
+            Method::GET,
+            "/assets/{version}/{*file}",
+            Public,
+            get(web::asset),
+        )
         .add(Method::GET, "/healthz", Public, get(healthz))
         .add(Method::GET, "/readyz", Public, get(readyz::<S>))
         .add(Method::GET, "/api/v1/status", Public, get(status::<S>))
@@ -270,6 +313,94 @@ fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
             OWN_LA,
             post(notifications::replay::<S>),
         )
+        .page(Method::GET, "/app", SignedIn, get(web::home::<S>))
+        .page(
+            Method::GET,
+            "/app/search",
+            VIEW_FLAG,
+            get(web::search_form::<S>),
+        )
+        .page(
+            Method::POST,
+            "/app/search",
+            VIEW_FLAG,
+            post(web::search_result::<S>),
+        )
+        .page(Method::GET, "/app/la", OWN_LA, get(web::dashboard::<S>))
+        .page(Method::GET, "/app/la/plans", OWN_LA, get(web::plans::<S>))
+        .page(
+            Method::GET,
+            "/app/la/uploads",
+            OWN_LA,
+            get(web::uploads::<S>),
+        )
+        .page(
+            Method::POST,
+            "/app/la/uploads",
+            OWN_LA,
+            post(web::upload::<S>).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .page(
+            Method::GET,
+            "/app/la/uploads/{id}",
+            OWN_LA,
+            get(web::upload_page::<S>),
+        )
+        .page(
+            Method::GET,
+            "/app/la/uploads/{id}/csv",
+            OWN_LA,
+            get(web::upload_csv::<S>),
+        )
+        .page(
+            Method::GET,
+            "/app/la/webhook",
+            OWN_LA,
+            get(web::webhook::<S>),
+        )
+        .page(
+            Method::POST,
+            "/app/la/webhook",
+            OWN_LA,
+            post(web::save_webhook::<S>),
+        )
+        .page(
+            Method::POST,
+            "/app/la/webhook/replay",
+            OWN_LA,
+            post(web::replay::<S>),
+        )
+        .page(
+            Method::GET,
+            "/app/la/settings",
+            OWN_LA,
+            get(web::settings::<S>),
+        )
+        .page(
+            Method::POST,
+            "/app/la/settings",
+            OWN_LA,
+            post(web::save_settings::<S>),
+        )
+        .page(Method::GET, "/app/reports", REPORTS, get(web::reports::<S>))
+        .page(
+            Method::GET,
+            "/app/reports/csv",
+            REPORTS,
+            get(web::report_download::<S>),
+        )
+        .page(
+            Method::GET,
+            "/app/audit",
+            REPORTS,
+            get(web::audit_status::<S>),
+        )
+        .page(
+            Method::POST,
+            "/app/audit/verify",
+            REPORTS,
+            post(web::verify::<S>),
+        )
 }
 
 /// Builds every route of the service over one `Cpis`.
@@ -297,10 +428,6 @@ pub async fn serve<S: Store>(
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }
 
 /// Liveness: the process is up and answering.

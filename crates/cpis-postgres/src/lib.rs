@@ -18,7 +18,7 @@ use cpis_store::log::{
     self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord, ReportRecord, RetentionRecord,
 };
 use cpis_store::merkle::{self, Hash};
-use cpis_store::{AccessFilter, AccessQuery};
+use cpis_store::{AccessFilter, AccessQuery, OutboxKind};
 use cpis_store::{
     AppliedPlans, DeliveryCounts, FailedItem, LaClient, OutboxClaim, OutboxItem, PlanBatch,
     PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord, Webhook,
@@ -409,10 +409,12 @@ impl Store for PgStore {
         outbox: Vec<OutboxItem>,
         alerts: Vec<RepeatAlert>,
     ) -> StoreResult<u64> {
+        #[cfg(not(feature = "bench-without-log"))]
         let leaf = log::access_leaf_hash(&record);
         let mut client = self.client().await?;
         let tx = client.transaction().await.db()?;
         rows::insert_access(&tx, &record).await?;
+        #[cfg(not(feature = "bench-without-log"))]
         rows::insert_leaf(&tx, LogKind::Access, record.id, &leaf).await?;
         for item in &outbox {
             rows::insert_outbox(&tx, item).await?;
@@ -832,6 +834,26 @@ impl Store for PgStore {
             .await
             .db()?;
         Ok(())
+    }
+
+    async fn latest_notifications(
+        &self,
+        la: LaCode,
+        kind: Option<OutboxKind>,
+        limit: usize,
+    ) -> StoreResult<Vec<OutboxItem>> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT id, la_code, kind, payload, created_at, attempts FROM outbox
+                 WHERE la_code = $1 AND ($2::text IS NULL OR kind = $2)
+                 ORDER BY created_at DESC, id DESC LIMIT $3",
+                &[&la.as_str(), &kind.map(OutboxKind::code), &limit],
+            )
+            .await
+            .db()?;
+        rows.iter().map(rows::outbox).collect()
     }
 
     async fn failed_outbox(&self, la: LaCode, limit: usize) -> StoreResult<Vec<FailedItem>> {

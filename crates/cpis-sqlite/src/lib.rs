@@ -20,7 +20,7 @@ use cpis_store::log::{
     self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord, ReportRecord, RetentionRecord,
 };
 use cpis_store::merkle::{self, Hash};
-use cpis_store::{AccessFilter, AccessQuery};
+use cpis_store::{AccessFilter, AccessQuery, OutboxKind};
 use cpis_store::{
     AppliedPlans, DeliveryCounts, FailedItem, LaClient, OutboxClaim, OutboxItem, PlanBatch,
     PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord, Webhook,
@@ -351,9 +351,11 @@ impl Store for SqliteStore {
         alerts: Vec<RepeatAlert>,
     ) -> StoreResult<u64> {
         // Hashed here, off the writer thread that every write waits for.
+        #[cfg(not(feature = "bench-without-log"))]
         let leaf = log::access_leaf_hash(&record);
         write(&self.jobs, move |conn| {
             rows::insert_access(conn, &record)?;
+            #[cfg(not(feature = "bench-without-log"))]
             rows::insert_leaf(conn, LogKind::Access, record.id, &leaf)?;
             for item in &outbox {
                 rows::insert_outbox(conn, item)?;
@@ -673,6 +675,31 @@ impl Store for SqliteStore {
                     let seq: i64 = row.get(6)?;
                     Ok(rows::outbox(row)?.map(|item| (u64::try_from(seq).unwrap_or(0), item)))
                 })
+                .db()?;
+            rows.map(|row| row.db().and_then(|item| item)).collect()
+        })
+    }
+
+    async fn latest_notifications(
+        &self,
+        la: LaCode,
+        kind: Option<OutboxKind>,
+        limit: usize,
+    ) -> StoreResult<Vec<OutboxItem>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT id, la_code, kind, payload, created_at, attempts FROM outbox
+                     WHERE la_code = ?1 AND (?2 IS NULL OR kind = ?2)
+                     ORDER BY created_at DESC, id DESC LIMIT ?3",
+                )
+                .db()?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = select
+                .query_map(
+                    params![la.as_str(), kind.map(OutboxKind::code), limit],
+                    rows::outbox,
+                )
                 .db()?;
             rows.map(|row| row.db().and_then(|item| item)).collect()
         })

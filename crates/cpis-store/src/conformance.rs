@@ -765,6 +765,33 @@ pub async fn the_feed_lists_an_las_items_in_commit_order_and_only_its_own<S: Sto
     let next = store.notifications(camden, cursor, 10).await.unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].1, late);
+
+    // The dashboard's glance: newest first, by kind, only the LA's own.
+    let latest = store.latest_notifications(camden, None, 3).await.unwrap();
+    let newest: Vec<OutboxItem> = written.iter().rev().take(3).cloned().collect();
+    assert_eq!(latest, newest, "newest by the time it was made");
+    assert!(
+        store
+            .latest_notifications(camden, Some(OutboxKind::RepeatAttendance), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .latest_notifications(camden, Some(OutboxKind::Access), 100)
+            .await
+            .unwrap()
+            .len(),
+        8
+    );
+    assert!(
+        store
+            .latest_notifications(birmingham, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn only_items_of_an_la_with_a_webhook_are_pushed<S: Store>(store: Arc<S>) {

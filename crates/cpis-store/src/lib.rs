@@ -439,6 +439,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<(u64, OutboxItem)>>> + Send;
 
+    /// An LA's newest items, newest first, of one kind or all, whether or
+    /// not the feed has numbered them yet: for people glancing at a
+    /// dashboard, not for systems that must miss nothing.
+    fn latest_notifications(
+        &self,
+        la: LaCode,
+        kind: Option<OutboxKind>,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<OutboxItem>>> + Send;
+
     /// Sets (or replaces) an LA's webhook.
     fn put_webhook(&self, webhook: Webhook) -> impl Future<Output = StoreResult<()>> + Send;
 

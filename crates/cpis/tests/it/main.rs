@@ -13,3 +13,4 @@ mod provider;
 mod server;
 mod support;
 mod uploads;
+mod web;

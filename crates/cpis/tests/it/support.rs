@@ -643,17 +643,18 @@ impl Provider {
 
 /// Installs the pinned test tools of `tests/node` (`npm ci`) once per test
 /// run, if they are not there yet. Returns whether they are installed.
-fn install_node_tools(dir: &Path) -> bool {
+pub fn install_node_tools(dir: &Path) -> bool {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _once = INSTALL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let marker = dir.join("node_modules/fhir/package.json");
-    if marker.exists()
-        && dir
-            .join("node_modules/oauth2-mock-server/package.json")
-            .exists()
-    {
+    let others = [
+        "node_modules/oauth2-mock-server/package.json",
+        "node_modules/playwright-core/package.json",
+        "node_modules/axe-core/package.json",
+    ];
+    if marker.exists() && others.iter().all(|other| dir.join(other).exists()) {
         return true;
     }
     let installed = Command::new("npm")
