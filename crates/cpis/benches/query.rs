@@ -229,15 +229,18 @@ async fn bench<S: Store>(
     }
     let _ = done;
     let queries = 256.0 * 40.0_f64.min(parsed.len() as f64 / 256.0).floor();
+    let direct = queries / started.elapsed().as_secs_f64();
+    // Read by `cargo xtask bench log-overhead`.
+    println!("figure: {name}: direct {direct:.0}");
     println!(
-        "{name}: without HTTP: the store's lookup of plans by NHS number {lookup_us:.1} us; the whole query (lookup, access record, notifications) from 256 tasks {:.0}/s",
-        queries / started.elapsed().as_secs_f64()
+        "{name}: without HTTP: the store's lookup of plans by NHS number {lookup_us:.1} us; the whole query (lookup, access record, notifications) from 256 tasks {direct:.0}/s"
     );
     tokio::spawn(cpis::serve(listener, app, std::future::pending()));
     let target =
         format!("{url}/fhir/R4/CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C");
     let result = wrk(&target, Some(&token), &numbers, seconds, connections());
     assert_eq!(result.non_2xx, 0, "every query answered 200");
+    println!("figure: {name}: http {:.0}", result.requests_per_second);
     println!(
         "{name} ({} plans, {} connections): CareTeam with a bearer token and a durable access record: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); ratio to the fixed body: {:.2}",
         loaded.plans_loaded,

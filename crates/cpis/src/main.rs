@@ -107,6 +107,12 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cfg!(feature = "bench-without-log") {
+        eprintln!(
+            "error: this build leaves access records out of the audit log; it is for benchmarks only"
+        );
+        return ExitCode::from(2);
+    }
     if let Command::Upload(args) = cli.command {
         return upload(args);
     }
