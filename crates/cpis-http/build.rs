@@ -3,9 +3,9 @@
 //! JavaScript and images, and lists them for `include_bytes!`, so the binary
 //! serves them itself and the pages make no third-party request.
 //!
-//! Without npm or the registry the build still succeeds, with a warning: the
-//! pages then render unstyled, and the asset test fails under
-//! `CPIS_REQUIRE_ALL=1`.
+//! Without npm or the registry the build still succeeds, with a warning, and
+//! tries again on the next build: the pages render unstyled meanwhile. Under
+//! `CPIS_REQUIRE_ALL=1` (as in CI) it fails instead.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,12 +16,26 @@ fn main() {
     println!("cargo:rerun-if-changed=web/package.json");
     println!("cargo:rerun-if-changed=web/package-lock.json");
     println!("cargo:rerun-if-changed=web/app.css");
+    println!("cargo:rerun-if-env-changed=CPIS_REQUIRE_ALL");
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_default());
     let listing = match prepare(&out) {
         Ok(listing) => listing,
         Err(why) => {
+            if env::var("CPIS_REQUIRE_ALL").is_ok_and(|value| value == "1") {
+                eprintln!(
+                    "CPIS_REQUIRE_ALL=1 but the NHS.UK design system cannot be embedded: {why}"
+                );
+                std::process::exit(1);
+            }
             println!(
                 "cargo:warning=the NHS.UK design system is not embedded ({why}); pages will be unstyled"
+            );
+            // A path that does not exist makes cargo run this script again
+            // next time, when npm may be there.
+            println!(
+                "cargo:rerun-if-changed={}",
+                out.join("web/node_modules/nhsuk-frontend/package.json")
+                    .display()
             );
             "pub(crate) const DESIGN_SYSTEM_VERSION: &str = \"none\";\npub(crate) static ASSETS: &[(&str, &str, &[u8])] = &[];\n".to_owned()
         }

@@ -4,14 +4,14 @@
 //   node browser.mjs BASE_URL SCREENSHOT_DIR
 //
 // Every page visited is checked with axe-core (no serious or critical
-// violations), for requests to any other site, for its server time, and on
-// a phone-sized screen for sideways scrolling. Screenshots of the main pages
+// violations) and for requests to any other site, and the flag page on a
+// phone-sized screen for sideways scrolling; server times are printed. Screenshots of the main pages
 // go to SCREENSHOT_DIR. Prints one line per check; exits 1 on the first
 // failure, naming it.
 
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const require = createRequire(import.meta.url);
@@ -228,8 +228,22 @@ async function main() {
       await download.saveAs(csvPath);
       console.log(`ok: the acknowledgement downloads as CSV (${download.suggestedFilename()})`);
 
-      await page.goto(`${base}/app/la/plans?nhs_number=9434765919`);
+      await page.goto(`${base}/app/la/plans`);
+      await page.getByLabel('NHS number', { exact: true }).fill('943 476 5919');
+      await page.getByRole('button', { name: 'Show plans' }).click();
+      await page.waitForLoadState('load');
       check((await page.getByTestId('plan-count').innerText()).startsWith('1 '), 'the uploaded plan is found by NHS number');
+      check(!page.url().includes('9434765919'), 'and the NHS number is not in the address');
+
+      // Changes sent with the session cookie but without the form's token are refused.
+      const forged = await page.request.post(`${base}/app/la/uploads`, {
+        multipart: { mode: 'changes', file: { name: 'f.csv', mimeType: 'text/csv', buffer: Buffer.from('nhs_number,plan_type,start_date\n') } },
+      });
+      check(forged.status() === 403, `an upload without the form's token is refused (${forged.status()})`);
+      const forgedSettings = await page.request.post(`${base}/app/la/settings`, {
+        form: { name: 'Forged', emergency_duty_number: '01632 960000', office_hours_number: '01632 960001', organisations: '3', days: '30' },
+      });
+      check(forgedSettings.status() === 403, `a settings change without the form's token is refused (${forgedSettings.status()})`);
       await page.goto(`${base}/app/la/plans?type=CPP`);
       await looked(page, 'la-plans');
       await page.goto(`${base}/app/la/webhook`);
@@ -254,6 +268,15 @@ async function main() {
       check(report.includes('Dr Amara Okafor') && report.includes('Unscheduled'), "the report lists the clinician's look");
       check(report.includes('Dr Ben Hartley') && report.includes('Scheduled'), "and the GP's scheduled one");
       await looked(page, 'report');
+      check(!page.url().includes('9998935822'), 'the report by NHS number keeps it out of the address');
+      const [report_csv] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByRole('button', { name: 'Download as CSV' }).click(),
+      ]);
+      const reportPath = join(shots, 'report.csv');
+      await report_csv.saveAs(reportPath);
+      const csv = readFileSync(reportPath, 'utf8');
+      check(csv.split('\n')[0].startsWith('at,nhs_number') && csv.includes('Dr Amara Okafor'), 'the report downloads as CSV with the look in it');
       await page.goto(`${base}/app/audit`);
       await page.getByRole('button', { name: 'Check the whole log now' }).click();
       await page.waitForLoadState('load');
@@ -278,8 +301,8 @@ async function main() {
     check(foreign.length === 0, `no request left the server (${foreign.join(', ') || 'none'})`);
     const slowest = timings.reduce((a, b) => (b.ms > a.ms ? b : a), { ms: 0 });
     writeFileSync(join(shots, 'timings.json'), JSON.stringify(timings, null, 2));
-    console.log(`server time per page: slowest ${slowest.page} ${slowest.ms.toFixed(1)} ms over ${timings.length} pages`);
-    check(slowest.ms < 100, 'every page was served in under 100 ms');
+    // Speed is measured by `cargo xtask bench pages`, not asserted here.
+    console.log(`server time per page (for information): slowest ${slowest.page} ${slowest.ms.toFixed(1)} ms over ${timings.length} pages`);
   } finally {
     await browser.close();
   }

@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask ci`: what `.ci/run` does, on this machine: formatting,
 //!   lints, and the README's test command with every test required.
-//! - `cargo xtask bench [store|auth|upload|query|notify|log]`: the benchmarks behind BENCHMARKS.md, in
+//! - `cargo xtask bench [store|auth|upload|query|notify|log|pages]`: the benchmarks behind BENCHMARKS.md, in
 //!   release mode; PostgreSQL figures need `CPIS_TEST_DATABASE_URL`.
 //! - `cargo xtask bench log-overhead`: the query benchmark with and without
 //!   access records in the verifiable log, alternated in one run.
@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(args.get(1).map(String::as_str).unwrap_or("store")),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | cargo xtask bench [store|auth|upload|query|notify|log|log-overhead]"
+                "usage: cargo xtask ci | cargo xtask bench [store|auth|upload|query|notify|log|pages|log-overhead]"
             );
             return ExitCode::from(2);
         }

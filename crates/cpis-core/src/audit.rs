@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
@@ -443,23 +444,40 @@ impl<S: Store> Cpis<S> {
         verify_log(&*self.store, key).await
     }
 
-    /// Checks the whole log with the service's own key, as a privacy
-    /// officer asks, and keeps the result to show until the next check.
-    pub async fn verify_log_now(&self) -> Result<(OffsetDateTime, VerifyReport), CoreError> {
+    /// Starts a check of the whole log with the service's own key, as a
+    /// privacy officer asks, unless one is running; it goes on in the
+    /// background (a national log takes minutes) and its result is kept to
+    /// show until the next check. False when this server keeps no log.
+    pub fn start_verification(self: &std::sync::Arc<Self>) -> bool {
         let Some((signer, _)) = self.log() else {
-            return Err(CoreError::NotFound(
-                "this server keeps no signed log".into(),
-            ));
+            return false;
         };
-        let report = self.verify_log(&signer.public()).await?;
-        let checked = (self.clock.now(), report);
-        if let Ok(mut last) = self.last_verification.lock() {
-            *last = Some(checked.clone());
+        if self.verifying.swap(true, Ordering::SeqCst) {
+            return true;
         }
-        Ok(checked)
+        let app = self.clone();
+        tokio::spawn(async move {
+            let report = app
+                .verify_log(&signer.public())
+                .await
+                .unwrap_or_else(|error| VerifyReport {
+                    failure: Some(format!("the check could not finish: {error}")),
+                    ..VerifyReport::default()
+                });
+            if let Ok(mut last) = app.last_verification.lock() {
+                *last = Some((app.clock.now(), report));
+            }
+            app.verifying.store(false, Ordering::SeqCst);
+        });
+        true
     }
 
-    /// The last check [`Cpis::verify_log_now`] made on this node, if any.
+    /// Whether a check started by [`Cpis::start_verification`] is running.
+    pub fn verifying(&self) -> bool {
+        self.verifying.load(Ordering::SeqCst)
+    }
+
+    /// The last check [`Cpis::start_verification`] finished on this node, if any.
     pub fn last_verification(&self) -> Option<(OffsetDateTime, VerifyReport)> {
         self.last_verification
             .lock()

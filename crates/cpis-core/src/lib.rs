@@ -132,6 +132,8 @@ pub struct Cpis<S> {
     outbox_written: tokio::sync::Notify,
     /// The last whole-log check run on request, and when it finished.
     last_verification: std::sync::Mutex<Option<(time::OffsetDateTime, audit::VerifyReport)>>,
+    /// Set while a requested check runs, so that only one runs at a time.
+    verifying: std::sync::atomic::AtomicBool,
     /// Care settings recently read, so that a query does not read its
     /// caller's organisation from the store twice a request.
     organisations: std::sync::RwLock<
@@ -158,6 +160,7 @@ impl<S: Store> Cpis<S> {
             retention: audit::RetentionSettings::default(),
             outbox_written: tokio::sync::Notify::new(),
             last_verification: std::sync::Mutex::default(),
+            verifying: std::sync::atomic::AtomicBool::new(false),
             organisations: std::sync::RwLock::default(),
         }
     }

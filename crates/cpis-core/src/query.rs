@@ -45,24 +45,23 @@ pub struct ChildView {
 
 impl<S: Store> Cpis<S> {
     /// A person's search from the web application: one look, recorded
-    /// exactly as [`Cpis::look_up_flag`] records it, with the history read
-    /// under the same record (it is the same look at the same child).
+    /// exactly as [`Cpis::look_up_flag`] records it, with the history shown
+    /// under the same record (it is the same look at the same child). The
+    /// history is read first, so that a failed read records and notifies
+    /// nothing; nothing read leaves before the look is recorded.
     pub async fn view_child(
         &self,
         principal: &Principal,
         nhs_number: NhsNumber,
         request_id: &str,
     ) -> Result<ChildView, CoreError> {
+        let earlier = self
+            .store
+            .recent_unscheduled_accesses(nhs_number, HISTORY_WINDOW)
+            .await?;
         let answer = self
             .look_up_flag(principal, nhs_number, false, request_id)
             .await?;
-        let earlier: Vec<AccessRecord> = self
-            .store
-            .recent_unscheduled_accesses(nhs_number, HISTORY_WINDOW)
-            .await?
-            .into_iter()
-            .filter(|record| record.id != answer.access_id)
-            .collect();
         let history = access_history(&earlier).into_iter().cloned().collect();
         Ok(ChildView { answer, history })
     }

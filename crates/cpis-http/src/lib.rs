@@ -329,6 +329,12 @@ fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
         .page(Method::GET, "/app/la", OWN_LA, get(web::dashboard::<S>))
         .page(Method::GET, "/app/la/plans", OWN_LA, get(web::plans::<S>))
         .page(
+            Method::POST,
+            "/app/la/plans",
+            OWN_LA,
+            post(web::search_plans::<S>),
+        )
+        .page(
             Method::GET,
             "/app/la/uploads",
             OWN_LA,
@@ -384,10 +390,16 @@ fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
         )
         .page(Method::GET, "/app/reports", REPORTS, get(web::reports::<S>))
         .page(
-            Method::GET,
+            Method::POST,
+            "/app/reports",
+            REPORTS,
+            post(web::run_report::<S>),
+        )
+        .page(
+            Method::POST,
             "/app/reports/csv",
             REPORTS,
-            get(web::report_download::<S>),
+            post(web::report_download::<S>),
         )
         .page(
             Method::GET,

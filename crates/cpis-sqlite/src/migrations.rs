@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_reports.sql")),
     (7, include_str!("../migrations/0007_retention.sql")),
     (8, include_str!("../migrations/0008_feed_counter.sql")),
+    (9, include_str!("../migrations/0009_outbox_by_la.sql")),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {

@@ -147,16 +147,37 @@ pub(crate) struct PlansQuery {
     #[serde(default)]
     state: String,
     #[serde(default)]
-    page: Option<u64>,
+    page: Option<String>,
 }
 
+/// The LA's plans, filtered by type and status, a page at a time.
 pub(crate) async fn plans<S: Store>(
     State(app): App<S>,
     Extension(caller): Extension<Caller>,
     query: Result<Query<PlansQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, PageError> {
-    let (viewer, la) = viewer_and_la(&app, &caller).await?;
-    let query = query.map(|Query(query)| query).unwrap_or_default();
+    let mut query = query.map(|Query(query)| query).unwrap_or_default();
+    // An NHS number is searched by POST, never kept in an address.
+    query.nhs_number.clear();
+    plans_page(&app, &caller, query).await
+}
+
+/// A search of the LA's plans by NHS number (and type and status).
+pub(crate) async fn search_plans<S: Store>(
+    State(app): App<S>,
+    Extension(caller): Extension<Caller>,
+    form: Result<axum::Form<PlansQuery>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let query = form.map(|axum::Form(query)| query).unwrap_or_default();
+    plans_page(&app, &caller, query).await
+}
+
+async fn plans_page<S: Store>(
+    app: &Cpis<S>,
+    caller: &Caller,
+    query: PlansQuery,
+) -> Result<Response, PageError> {
+    let (viewer, la) = viewer_and_la(app, caller).await?;
     let mut problem = None;
     let nhs_number = if query.nhs_number.trim().is_empty() {
         None
@@ -174,11 +195,16 @@ pub(crate) async fn plans<S: Store>(
         plan_type: PlanType::parse(&query.plan_type).ok(),
         state: PlanState::parse(&query.state),
     };
-    let page_number = query.page.unwrap_or(1).max(1);
+    let page_number = query
+        .page
+        .as_deref()
+        .and_then(|page| page.trim().parse::<u64>().ok())
+        .unwrap_or(1)
+        .max(1);
     let found = if problem.is_some() {
         None
     } else {
-        let offset = (page_number - 1) * PLANS_PER_PAGE as u64;
+        let offset = (page_number - 1).saturating_mul(PLANS_PER_PAGE as u64);
         Some(attempt(&viewer, app.la_plans(la, &filter, offset, PLANS_PER_PAGE)).await?)
     };
     let today = app.clock().today();
@@ -188,11 +214,7 @@ pub(crate) async fn plans<S: Store>(
         .collect();
     let link = |page: u64| {
         let mut pairs = vec![("page", page.to_string())];
-        for (key, value) in [
-            ("nhs_number", &query.nhs_number),
-            ("type", &query.plan_type),
-            ("state", &query.state),
-        ] {
+        for (key, value) in [("type", &query.plan_type), ("state", &query.state)] {
             if !value.is_empty() {
                 pairs.push((key, value.clone()));
             }
@@ -205,7 +227,8 @@ pub(crate) async fn plans<S: Store>(
     let content = html! {
         h1 { "Your plans" }
         (error_summary(&errors))
-        form action="/app/la/plans" method="get" novalidate {
+        form action="/app/la/plans" method="post" novalidate {
+            (viewer.csrf_field())
             div.nhsuk-grid-row {
                 div."nhsuk-grid-column-one-third" {
                     div.nhsuk-form-group."nhsuk-form-group--error"[problem.is_some()] {
@@ -215,7 +238,7 @@ pub(crate) async fn plans<S: Store>(
                                 span.nhsuk-u-visually-hidden { "Error: " } (message)
                             }
                         }
-                        input."nhsuk-input nhsuk-input--code"."nhsuk-input--error"[problem.is_some()] id="nhs-number" name="nhs_number" type="text" inputmode="numeric" spellcheck="false" value=(query.nhs_number);
+                        input."nhsuk-input nhsuk-input--code"."nhsuk-input--error"[problem.is_some()] id="nhs-number" name="nhs_number" type="text" inputmode="numeric" spellcheck="false" value=(query.nhs_number) aria-describedby=[problem.as_ref().map(|_| "nhs-number-error")];
                     }
                 }
                 div."nhsuk-grid-column-one-third" {
@@ -368,7 +391,7 @@ async fn uploads_page<S: Store>(
                                 span.nhsuk-u-visually-hidden { "Error: " } (message)
                             }
                         }
-                        input.nhsuk-file-upload__input id="file" name="file" type="file" accept=".csv,.json,text/csv,application/json" aria-describedby="file-hint";
+                        input.nhsuk-file-upload__input id="file" name="file" type="file" accept=".csv,.json,text/csv,application/json" aria-describedby=(if problem.is_some() { "file-hint file-error" } else { "file-hint" });
                     }
                     button.nhsuk-button type="submit" data-module="nhsuk-button" { "Upload" }
                 }
@@ -444,8 +467,26 @@ pub(crate) async fn upload<S: Store>(
         };
         match field.name() {
             Some("mode") => {
-                let text = field.text().await.unwrap_or_default();
-                mode = UploadMode::parse(&text);
+                // A mode is a word; anything longer is not read at all.
+                let mut text = Vec::new();
+                let mut field = field;
+                while let Ok(Some(chunk)) = field.chunk().await {
+                    text.extend_from_slice(&chunk);
+                    if text.len() > 16 {
+                        break;
+                    }
+                }
+                mode = std::str::from_utf8(&text).ok().and_then(UploadMode::parse);
+                if mode.is_none() {
+                    return uploads_page(
+                        &app,
+                        viewer,
+                        la,
+                        Some("Choose changes or snapshot".into()),
+                        StatusCode::BAD_REQUEST,
+                    )
+                    .await;
+                }
             }
             Some("file") => {
                 let name = field.file_name().unwrap_or_default().to_ascii_lowercase();
@@ -697,7 +738,8 @@ async fn webhook_page<S: Store>(
                         span.nhsuk-u-visually-hidden { "Error: " } (message)
                     }
                 }
-                input.nhsuk-input id="url" name="url" type="url" spellcheck="false" aria-describedby="url-hint";
+                input.nhsuk-input."nhsuk-input--error"[matches!(notice, Notice::Problem(_))] id="url" name="url" type="url" spellcheck="false"
+                    aria-describedby=(if matches!(notice, Notice::Problem(_)) { "url-hint url-error" } else { "url-hint" });
             }
             button."nhsuk-button nhsuk-button--secondary" type="submit" data-module="nhsuk-button" { "Save webhook" }
         }
@@ -854,20 +896,28 @@ pub(crate) async fn save_settings<S: Store>(
             ));
         }
     }
-    let rule = match (form.organisations.trim().parse(), form.days.trim().parse()) {
-        (Ok(organisations), Ok(days)) => RepeatRule::new(organisations, days).ok(),
-        _ => None,
+    let mut whole = |field: &'static str, text: &str, least: u32, most: u32, what: &str| {
+        let number = text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (least..=most).contains(n));
+        if number.is_none() {
+            errors.push((field, format!("Enter from {least} to {most} {what}")));
+        }
+        number
     };
-    if rule.is_none() {
-        errors.push((
-            "organisations",
-            format!(
-                "Enter from 2 to {} places and from 1 to {} days",
-                RepeatRule::MAX_ORGANISATIONS,
-                RepeatRule::MAX_DAYS
-            ),
-        ));
-    }
+    let organisations = whole(
+        "organisations",
+        &form.organisations,
+        2,
+        RepeatRule::MAX_ORGANISATIONS,
+        "places",
+    );
+    let days = whole("days", &form.days, 1, RepeatRule::MAX_DAYS, "days");
+    let rule = organisations
+        .zip(days)
+        .and_then(|(organisations, days)| RepeatRule::new(organisations, days).ok());
     if !errors.is_empty() {
         return Ok(respond(
             StatusCode::BAD_REQUEST,
@@ -934,7 +984,12 @@ fn settings_page(
                         span.nhsuk-u-visually-hidden { "Error: " } (message)
                     }
                 }
-                input class={ "nhsuk-input " (width) @if error.is_some() { " nhsuk-input--error" } } id=(id) name=(name) type="text" value=(value);
+                @let described: Vec<String> = [
+                    (!hint.is_empty()).then(|| format!("{id}-hint")),
+                    error.as_ref().map(|_| format!("{id}-error")),
+                ].into_iter().flatten().collect();
+                input class={ "nhsuk-input " (width) @if error.is_some() { " nhsuk-input--error" } } id=(id) name=(name) type="text" value=(value)
+                    aria-describedby=[(!described.is_empty()).then(|| described.join(" "))];
             }
         }
     };

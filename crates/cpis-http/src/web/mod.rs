@@ -30,10 +30,10 @@ use crate::error::HttpError;
 
 pub(crate) use clinician::{search_form, search_result};
 pub(crate) use local_authority::{
-    dashboard, plans, replay, save_settings, save_webhook, settings, upload, upload_csv,
-    upload_page, uploads, webhook,
+    dashboard, plans, replay, save_settings, save_webhook, search_plans, settings, upload,
+    upload_csv, upload_page, uploads, webhook,
 };
-pub(crate) use privacy::{audit_status, report_download, reports, verify};
+pub(crate) use privacy::{audit_status, report_download, reports, run_report, verify};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/assets.rs"));

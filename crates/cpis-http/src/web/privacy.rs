@@ -3,7 +3,9 @@
 //! and whether the audit log verifies.
 
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::Form;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cpis_core::reports::{ReportSubject, report_csv};
@@ -21,9 +23,11 @@ use super::{
 use crate::auth::Caller;
 use crate::fhir::request_id;
 
-/// Rows on one page of a report; the CSV takes up to the API's most.
+/// Rows on one page of a report.
 const ROWS_PER_PAGE: usize = 50;
-const CSV_ROWS: usize = 1_000;
+/// The CSV reads the report in the API's largest pages, to at most this many rows.
+const CSV_PAGE: usize = 1_000;
+const CSV_MOST: usize = 100_000;
 
 #[derive(Deserialize, Default, Clone)]
 pub(crate) struct ReportForm {
@@ -111,18 +115,39 @@ fn check(form: &ReportForm, today: Date) -> Result<Asked, Vec<(&'static str, Str
     }
 }
 
+/// The empty report form. Reports run by POST: running one writes it to
+/// the log, and an NHS number never sits in an address.
 pub(crate) async fn reports<S: Store>(
     State(app): App<S>,
     Extension(caller): Extension<Caller>,
-    id: Option<Extension<RequestId>>,
-    query: Result<Query<ReportForm>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let viewer = Viewer::of(&app, &caller).await;
-    let form = query.map(|Query(form)| form).unwrap_or_default();
-    if form.subject.is_empty() && form.by.is_empty() {
-        return respond(StatusCode::OK, report_page(&viewer, &form, &[], None));
-    }
-    match run(&app, &caller, &viewer, &form, id, ROWS_PER_PAGE).await {
+    respond(
+        StatusCode::OK,
+        report_page(&viewer, &ReportForm::default(), &[], None),
+    )
+}
+
+pub(crate) async fn run_report<S: Store>(
+    State(app): App<S>,
+    Extension(caller): Extension<Caller>,
+    id: Option<Extension<RequestId>>,
+    form: Result<Form<ReportForm>, FormRejection>,
+) -> Response {
+    let viewer = Viewer::of(&app, &caller).await;
+    let form = form.map(|Form(form)| form).unwrap_or_default();
+    let after = form.after.clone();
+    match run(
+        &app,
+        &caller,
+        &viewer,
+        &form,
+        &after,
+        &request_id(id),
+        ROWS_PER_PAGE,
+    )
+    .await
+    {
         Ok(found) => respond(
             StatusCode::OK,
             report_page(&viewer, &form, &[], Some(found)),
@@ -131,14 +156,15 @@ pub(crate) async fn reports<S: Store>(
     }
 }
 
-/// Runs the report the form asks for; when the form is wrong, or the
-/// report cannot be run, the page to show instead.
+/// Runs the report the form asks for, one page from `after`; when the form
+/// is wrong, or the report cannot be run, the page to show instead.
 async fn run<S: Store>(
     app: &cpis_core::Cpis<S>,
     caller: &Caller,
     viewer: &Viewer,
     form: &ReportForm,
-    id: Option<Extension<RequestId>>,
+    after: &str,
+    request_id: &str,
     limit: usize,
 ) -> Result<(Date, Date, cpis_core::reports::ReportPage), Response> {
     let asked = check(form, app.clock().today()).map_err(|errors| {
@@ -152,26 +178,24 @@ async fn run<S: Store>(
         asked.subject,
         asked.from,
         asked.to,
-        Some(form.after.as_str()),
+        Some(after),
         limit,
-        &request_id(id),
+        request_id,
     )
     .await
     .map(|found| (asked.from, asked.to, found))
     .map_err(|error| PageError::for_viewer(error, viewer.clone()).into_response())
 }
 
-fn query_string(form: &ReportForm, after: Option<&str>) -> String {
-    let mut pairs = vec![
-        ("by", form.by.clone()),
-        ("subject", form.subject.clone()),
-        ("from", form.from.clone()),
-        ("to", form.to.clone()),
-    ];
-    if let Some(after) = after {
-        pairs.push(("after", after.to_owned()));
+/// The form's question as hidden fields, for the buttons that ask it again.
+fn asked_again(viewer: &Viewer, form: &ReportForm) -> Markup {
+    html! {
+        (viewer.csrf_field())
+        input type="hidden" name="by" value=(form.by);
+        input type="hidden" name="subject" value=(form.subject);
+        input type="hidden" name="from" value=(form.from);
+        input type="hidden" name="to" value=(form.to);
     }
-    serde_urlencoded::to_string(pairs).unwrap_or_default()
 }
 
 fn report_page(
@@ -202,7 +226,7 @@ fn report_page(
                             span.nhsuk-u-visually-hidden { "Error: " } (message)
                         }
                     }
-                    input class={ "nhsuk-input nhsuk-input--width-10" @if error.is_some() { " nhsuk-input--error" } } id=(id) name=(id) type="date" value=(value);
+                    input class={ "nhsuk-input nhsuk-input--width-10" @if error.is_some() { " nhsuk-input--error" } } id=(id) name=(id) type="date" value=(value) aria-describedby=[error.as_ref().map(|_| format!("{id}-error"))];
                 }
             }
         }
@@ -217,7 +241,8 @@ fn report_page(
         (error_summary(errors))
         h1 { "Access reports" }
         p { "Who looked at which child, when and from where. Each report you run is itself recorded in the audit log." }
-        form action="/app/reports" method="get" novalidate {
+        form action="/app/reports" method="post" novalidate {
+            (viewer.csrf_field())
             div.nhsuk-form-group {
                 fieldset.nhsuk-fieldset {
                     legend."nhsuk-fieldset__legend nhsuk-fieldset__legend--s" { "Report on" }
@@ -238,7 +263,7 @@ fn report_page(
                         span.nhsuk-u-visually-hidden { "Error: " } (message)
                     }
                 }
-                input class={ "nhsuk-input nhsuk-input--width-20" @if subject_error.is_some() { " nhsuk-input--error" } } id="subject" name="subject" type="text" spellcheck="false" value=(form.subject);
+                input class={ "nhsuk-input nhsuk-input--width-20" @if subject_error.is_some() { " nhsuk-input--error" } } id="subject" name="subject" type="text" spellcheck="false" value=(form.subject) aria-describedby=[subject_error.as_ref().map(|_| "subject-error")];
             }
             div.nhsuk-grid-row {
                 (date_field("from", "From (default: a year before the end)", &form.from))
@@ -251,7 +276,10 @@ fn report_page(
             @if found.items.is_empty() {
                 p data-testid="report-empty" { "No accesses in this period." }
             } @else {
-                p { a href={ "/app/reports/csv?" (query_string(form, None)) } download { "Download as CSV" } }
+                form action="/app/reports/csv" method="post" {
+                    (asked_again(viewer, form))
+                    button."nhsuk-button nhsuk-button--secondary" type="submit" data-module="nhsuk-button" { "Download as CSV" }
+                }
                 (table("report", "Accesses", &["When", "NHS number", "Who", "Where", "Care"], html! {
                     @for record in &found.items {
                         tr.nhsuk-table__row {
@@ -267,7 +295,11 @@ fn report_page(
                     }
                 }))
                 @if let Some(next) = &found.next {
-                    p { a href={ "/app/reports?" (query_string(form, Some(next))) } { "Later accesses" } }
+                    form action="/app/reports" method="post" {
+                        (asked_again(viewer, form))
+                        input type="hidden" name="after" value=(next);
+                        button."nhsuk-button nhsuk-button--secondary" type="submit" data-module="nhsuk-button" { "Later accesses" }
+                    }
                 }
             }
         }
@@ -275,18 +307,33 @@ fn report_page(
     page(title, Some(viewer), Section::Reports, content)
 }
 
+/// The whole report as CSV: every page, up to [`CSV_MOST`] rows; each page
+/// read is a report in the log, as the API's are.
 pub(crate) async fn report_download<S: Store>(
     State(app): App<S>,
     Extension(caller): Extension<Caller>,
     id: Option<Extension<RequestId>>,
-    query: Result<Query<ReportForm>, axum::extract::rejection::QueryRejection>,
+    form: Result<Form<ReportForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let viewer = Viewer::of(&app, &caller).await;
-    let form = query.map(|Query(form)| form).unwrap_or_default();
-    let (_, _, found) = match run(&app, &caller, &viewer, &form, id, CSV_ROWS).await {
-        Ok(found) => found,
-        Err(refused) => return Ok(refused),
+    let form = form.map(|Form(form)| form).unwrap_or_default();
+    let request_id = request_id(id);
+    let mut items = Vec::new();
+    let mut after = String::new();
+    let complete = loop {
+        let (_, _, page) =
+            match run(&app, &caller, &viewer, &form, &after, &request_id, CSV_PAGE).await {
+                Ok(found) => found,
+                Err(refused) => return Ok(refused),
+            };
+        items.extend(page.items);
+        match page.next {
+            Some(next) if items.len() < CSV_MOST => after = next,
+            Some(_) => break false,
+            None => break true,
+        }
     };
+    let found = cpis_core::reports::ReportPage { items, next: None };
     let csv = match report_csv(&found.items) {
         Ok(csv) => csv,
         Err(error) => return Err(PageError::for_viewer(error, viewer)),
@@ -302,6 +349,10 @@ pub(crate) async fn report_download<S: Store>(
         HeaderValue::from_static("attachment; filename=\"accesses.csv\""),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !complete {
+        // The first rows only: a narrower date range gets the rest.
+        headers.insert("x-truncated", HeaderValue::from_static("true"));
+    }
     Ok(response)
 }
 
@@ -318,8 +369,18 @@ pub(crate) async fn verify<S: Store>(
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, PageError> {
     let viewer = Viewer::of(&app, &caller).await;
-    if let Err(error) = app.verify_log_now().await {
-        return Err(PageError::for_viewer(error, viewer));
+    if !app.start_verification() {
+        return Err(PageError::for_viewer(
+            cpis_core::CoreError::NotFound("this server keeps no signed log".into()),
+            viewer,
+        ));
+    }
+    // A small log is checked in a moment: show its result at once.
+    for _ in 0..40 {
+        if !app.verifying() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     audit_page(&app, viewer).await
 }
@@ -364,9 +425,13 @@ async fn audit_page<S: Store>(
                     p { "Tell the service's operators and your information governance lead now." }
                 }))
             }
-            None => {
+            None if !app.verifying() => {
                 p { "The log has not been checked since this server started." }
             }
+            None => {}
+        }
+        @if app.verifying() {
+            p data-testid="verifying" { "A check of the whole log is running. Reload this page to see its result." }
         }
         form action="/app/audit/verify" method="post" {
             (viewer.csrf_field())

@@ -121,10 +121,12 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
         ("POST", "/app/la/uploads" | "/app/la/webhook" | "/app/la/settings") => {
             page(LA, S::BAD_REQUEST)
         }
+        // An empty search lists the plans.
+        ("POST", "/app/la/plans") => page(LA, S::OK),
         ("GET", "/app/la/uploads/{id}" | "/app/la/uploads/{id}/csv") => page(LA, S::NOT_FOUND),
         ("POST", "/app/la/webhook/replay") => page(LA, S::OK),
         ("GET", "/app/reports" | "/app/audit") => page(PRIVACY, S::OK),
-        ("GET", "/app/reports/csv") => page(PRIVACY, S::BAD_REQUEST),
+        ("POST", "/app/reports" | "/app/reports/csv") => page(PRIVACY, S::BAD_REQUEST),
         ("POST", "/app/audit/verify") => page(PRIVACY, S::OK),
         _ => return None,
     })

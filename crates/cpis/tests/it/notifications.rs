@@ -421,6 +421,19 @@ async fn repeat_attendance_is_alerted_at_the_threshold_once_per_window(server: T
     let seen: Vec<&str> = alert["attendances"].as_array().unwrap().iter().map(|a| a["organisation_code"].as_str().unwrap()).collect();
     assert_eq!(seen, vec![settings[0].as_str(), settings[1].as_str(), settings[2].as_str()]);
     assert_eq!(alert["attendances"][1]["looks"], 2);
+    // The LA team's dashboard shows it as an open alert.
+    let dashboard = reqwest::Client::new()
+        .get(server.url("/app/la"))
+        .bearer_auth(server.token_for("social-worker", TEST_LA))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let alerts_table = dashboard.split("data-testid=\"alerts\"").nth(1).unwrap_or_default();
+    let spaced = format!("{} {} {}", &kids[0][..3], &kids[0][3..6], &kids[0][6..]);
+    assert!(alerts_table.contains(&spaced) && alerts_table.contains("Repeat attendance"), "{dashboard}");
 
     // A fourth department in the same window: no second alert.
     caller.look("ed-clinician", Some(&settings[3]), &kids[0]).await;

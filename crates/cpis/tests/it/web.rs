@@ -161,10 +161,20 @@ async fn an_la_sees_its_plans_uploads_and_settings_and_only_its_own(server: Test
     };
     let dashboard = get("/app/la").await.unwrap().text().await.unwrap();
     assert!(dashboard.contains("data-testid=\"count-CPP\">2<"), "{dashboard}");
-    let plans = get(&format!("/app/la/plans?nhs_number={}", nhs(4))).await.unwrap().text().await.unwrap();
+    let search = |number: String| {
+        client()
+            .post(server.url("/app/la/plans"))
+            .bearer_auth(&token)
+            .form(&[("nhs_number", number)])
+            .send()
+    };
+    let plans = search(nhs(4)).await.unwrap().text().await.unwrap();
     assert!(plans.contains("1 plans match"), "{plans}");
-    let bad = get("/app/la/plans?nhs_number=12").await.unwrap();
+    let bad = search("12".into()).await.unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    // An NHS number in an address is not searched.
+    let ignored = get(&format!("/app/la/plans?nhs_number={}", nhs(4))).await.unwrap().text().await.unwrap();
+    assert!(ignored.contains("2 plans match"), "{ignored}");
     let uploads = get("/app/la/uploads").await.unwrap().text().await.unwrap();
     let id = uploads
         .split("/app/la/uploads/")
