@@ -6,8 +6,8 @@
 //! written, the answer is "unavailable" and shows nothing (fail closed).
 
 use cpis_domain::{
-    AccessRecord, LocalAuthority, NhsNumber, OrganisationRef, Permission, Plan, Principal,
-    access_history, repeat_attendance,
+    AccessRecord, Attendance, LocalAuthority, NhsNumber, OrganisationRef, Permission, Plan,
+    Principal, access_history, repeat_attendance_of,
 };
 use cpis_store::{RepeatAlert, Store};
 use time::Date;
@@ -19,9 +19,28 @@ use crate::{CoreError, Cpis, notify};
 /// than the 25 listed, since a person's repeats within 24 hours are folded.
 const HISTORY_WINDOW: usize = 250;
 
-/// How many recent looks are read to check the repeat-attendance rule: far
-/// more than any child has in a window, so that no organisation is missed.
-const REPEAT_WINDOW_LOOKS: usize = 1_000;
+/// Adds the look being recorded, not yet in the store, to what the store
+/// says the child's organisations were.
+fn with_this_look(seen: &mut Vec<Attendance>, record: &AccessRecord) {
+    let code = record.organisation_code.as_str();
+    match seen
+        .iter_mut()
+        .find(|known| known.organisation_code == code)
+    {
+        Some(known) => {
+            known.first_seen = known.first_seen.min(record.at);
+            known.last_seen = known.last_seen.max(record.at);
+            known.looks += 1;
+        }
+        None => seen.push(Attendance {
+            organisation_code: code.to_owned(),
+            organisation_name: record.organisation_name.clone(),
+            first_seen: record.at,
+            last_seen: record.at,
+            looks: 1,
+        }),
+    }
+}
 
 /// What a clinician's query found.
 #[derive(Debug, Clone)]
@@ -171,29 +190,40 @@ impl<S: Store> Cpis<S> {
     ///
     /// Looks committing at the same moment as this one are not seen here,
     /// so two simultaneous looks that together reach the count alert at the
-    /// next look rather than at once.
+    /// next look rather than at once. The store answers with one row per
+    /// organisation, however often the child has been looked at.
     async fn repeat_alerts(
         &self,
         record: &AccessRecord,
         owners: &[&LocalAuthority],
     ) -> Result<Vec<RepeatAlert>, CoreError> {
-        let mut looks = self
-            .store
-            .recent_unscheduled_accesses(record.nhs_number, REPEAT_WINDOW_LOOKS)
-            .await?;
-        looks.push(record.clone());
-        Ok(owners
-            .iter()
-            .filter_map(|la| {
-                let rule = la.repeat_attendance;
-                let attendances = repeat_attendance(&looks, record.at, rule)?;
-                Some(RepeatAlert {
+        let mut alerts = Vec::new();
+        // Owners nearly always share a rule: one read for each window.
+        let mut read: Vec<(time::Duration, Vec<Attendance>)> = Vec::new();
+        for la in owners {
+            let rule = la.repeat_attendance;
+            let window = rule.window();
+            let seen = match read.iter().find(|(known, _)| *known == window) {
+                Some((_, seen)) => seen.clone(),
+                None => {
+                    let mut seen = self
+                        .store
+                        .attendances(record.nhs_number, record.at - window, record.at)
+                        .await?;
+                    with_this_look(&mut seen, record);
+                    read.push((window, seen.clone()));
+                    seen
+                }
+            };
+            if let Some(attendances) = repeat_attendance_of(seen, rule) {
+                alerts.push(RepeatAlert {
                     item: notify::repeat_item(la.code, record, rule, &attendances),
                     nhs_number: record.nhs_number,
-                    not_since: record.at - rule.window(),
-                })
-            })
-            .collect())
+                    not_since: record.at - window,
+                });
+            }
+        }
+        Ok(alerts)
     }
 
     async fn access_record(

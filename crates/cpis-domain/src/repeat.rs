@@ -95,11 +95,22 @@ pub fn repeat_attendance(
                 looks: 1,
             });
     }
-    if by_organisation.len() < rule.organisations as usize {
+    repeat_attendance_of(by_organisation.into_values().collect(), rule)
+}
+
+/// The rule applied to the organisations seen in its window (one
+/// [`Attendance`] each): all of them, oldest first, when they reach the
+/// rule's count; `None` otherwise.
+pub fn repeat_attendance_of(
+    mut attendances: Vec<Attendance>,
+    rule: RepeatRule,
+) -> Option<Vec<Attendance>> {
+    if attendances.len() < rule.organisations as usize {
         return None;
     }
-    let mut attendances: Vec<Attendance> = by_organisation.into_values().collect();
-    attendances.sort_by_key(|seen| (seen.first_seen, seen.organisation_code.clone()));
+    attendances.sort_by(|a, b| {
+        (a.first_seen, &a.organisation_code).cmp(&(b.first_seen, &b.organisation_code))
+    });
     Some(attendances)
 }
 

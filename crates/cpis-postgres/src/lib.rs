@@ -12,7 +12,9 @@ pub mod testing;
 
 use std::time::Duration;
 
-use cpis_domain::{AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan};
+use cpis_domain::{
+    AccessRecord, Attendance, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan,
+};
 use cpis_store::encoding::{corrupt, from_micros};
 use cpis_store::log::{
     self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord, ReportRecord, RetentionRecord,
@@ -443,6 +445,39 @@ impl Store for PgStore {
         }
         tx.commit().await.db()?;
         Ok(written)
+    }
+
+    async fn attendances(
+        &self,
+        nhs_number: NhsNumber,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreResult<Vec<Attendance>> {
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(
+                "SELECT organisation_code, max(organisation_name), min(at), max(at), count(*)
+                 FROM access_log WHERE nhs_number = $1 AND unscheduled AND at > $2 AND at <= $3
+                 GROUP BY organisation_code",
+            )
+            .await
+            .db()?;
+        let rows = client
+            .query(&select, &[&nhs(nhs_number), &micros(since), &micros(until)])
+            .await
+            .db()?;
+        rows.iter()
+            .map(|row| {
+                let looks: i64 = row.try_get(4).map_err(corrupt)?;
+                Ok(Attendance {
+                    organisation_code: row.try_get(0).map_err(corrupt)?,
+                    organisation_name: row.try_get(1).map_err(corrupt)?,
+                    first_seen: from_micros(row.try_get(2).map_err(corrupt)?)?,
+                    last_seen: from_micros(row.try_get(3).map_err(corrupt)?)?,
+                    looks: u32::try_from(looks).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
     }
 
     async fn recent_unscheduled_accesses(

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use cpis_domain::{
-    AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan, format_iso_date,
+    AccessRecord, Attendance, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan,
+    format_iso_date,
 };
 use cpis_store::encoding::from_micros;
 use cpis_store::log::{
@@ -386,6 +387,45 @@ impl Store for SqliteStore {
             Ok(written)
         })
         .await
+    }
+
+    async fn attendances(
+        &self,
+        nhs_number: NhsNumber,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreResult<Vec<Attendance>> {
+        self.read(|conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT organisation_code, max(organisation_name), min(at), max(at), count(*)
+                     FROM access_log WHERE nhs_number = ?1 AND unscheduled = 1 AND at > ?2 AND at <= ?3
+                     GROUP BY organisation_code",
+                )
+                .db()?;
+            let rows = select
+                .query_map(
+                    params![rows::nhs(nhs_number), micros(since), micros(until)],
+                    |row| {
+                        let first: i64 = row.get(2)?;
+                        let last: i64 = row.get(3)?;
+                        let looks: i64 = row.get(4)?;
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, first, last, looks))
+                    },
+                )
+                .db()?;
+            rows.map(|row| {
+                let (organisation_code, organisation_name, first, last, looks) = row.db()?;
+                Ok(Attendance {
+                    organisation_code,
+                    organisation_name,
+                    first_seen: from_micros(first)?,
+                    last_seen: from_micros(last)?,
+                    looks: u32::try_from(looks).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+        })
     }
 
     async fn recent_unscheduled_accesses(

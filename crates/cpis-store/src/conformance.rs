@@ -52,6 +52,7 @@ macro_rules! conformance_tests {
             the_feed_lists_an_las_items_in_commit_order_and_only_its_own,
             only_items_of_an_la_with_a_webhook_are_pushed,
             repeat_alerts_are_written_once_per_window,
+            attendances_group_a_childs_unscheduled_looks_by_organisation,
             failed_items_are_parked_until_replayed,
             old_items_are_purged,
             every_access_and_upload_is_a_leaf_of_the_log,
@@ -854,6 +855,56 @@ pub async fn only_items_of_an_la_with_a_webhook_are_pushed<S: Store>(store: Arc<
             .is_empty()
     );
     assert_eq!(store.notifications(camden, 0, 10).await.unwrap().len(), 2);
+}
+
+pub async fn attendances_group_a_childs_unscheduled_looks_by_organisation<S: Store>(store: Arc<S>) {
+    let child = test_nhs_number(910);
+    let look = |organisation: &str, at: OffsetDateTime, unscheduled: bool| AccessRecord {
+        organisation_code: OdsCode::parse(organisation).unwrap(),
+        organisation_name: format!("Setting {organisation}"),
+        ..test_access(child, at, unscheduled)
+    };
+    let since = AT - Duration::days(30);
+    for record in [
+        look("ZZA01", AT - Duration::days(2), true),
+        look("ZZA01", AT - Duration::hours(1), true),
+        look("ZZB02", AT - Duration::days(10), true),
+        // Not counted: scheduled, exactly at the window's start, after its end, another child.
+        look("ZZC03", AT - Duration::days(1), false),
+        look("ZZD04", since, true),
+        look("ZZE05", AT + Duration::seconds(1), true),
+        test_access(test_nhs_number(911), AT, true),
+    ] {
+        store.record_access(record, vec![], vec![]).await.unwrap();
+    }
+    let mut seen = store.attendances(child, since, AT).await.unwrap();
+    seen.sort_by(|a, b| a.organisation_code.cmp(&b.organisation_code));
+    let summary: Vec<(&str, OffsetDateTime, OffsetDateTime, u32)> = seen
+        .iter()
+        .map(|a| {
+            (
+                a.organisation_code.as_str(),
+                a.first_seen,
+                a.last_seen,
+                a.looks,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("ZZA01", AT - Duration::days(2), AT - Duration::hours(1), 2),
+            ("ZZB02", AT - Duration::days(10), AT - Duration::days(10), 1),
+        ]
+    );
+    assert_eq!(seen[0].organisation_name, "Setting ZZA01");
+    assert!(
+        store
+            .attendances(test_nhs_number(912), since, AT)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn repeat_alerts_are_written_once_per_window<S: Store>(store: Arc<S>) {

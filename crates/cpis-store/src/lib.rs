@@ -15,7 +15,8 @@ pub use plans::{Chunks, PlanSpool, PlanSpoolWriter, Plans};
 use std::future::Future;
 
 use cpis_domain::{
-    AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan, PlanKey,
+    AccessRecord, Attendance, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan,
+    PlanKey,
 };
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration, OffsetDateTime};
@@ -327,6 +328,17 @@ pub trait Store: Send + Sync + 'static {
         outbox: Vec<OutboxItem>,
         alerts: Vec<RepeatAlert>,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// The organisations that looked at an NHS number in unscheduled care
+    /// after `since` and no later than `until`: each with its first and last
+    /// look there and how many, in any order. What the repeat-attendance
+    /// rule needs, without reading every record.
+    fn attendances(
+        &self,
+        nhs_number: NhsNumber,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<Vec<Attendance>>> + Send;
 
     /// The most recent unscheduled access records of an NHS number, newest first.
     fn recent_unscheduled_accesses(

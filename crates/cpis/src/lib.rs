@@ -508,7 +508,9 @@ pub async fn serve_with<S: Store>(
         })
     };
     let _stop_housekeeping = AbortOnDrop(housekeeping);
-    let _stop_checkpoints = app.log().map(|(signer, policy)| {
+    // Tests that sign checkpoints themselves run without the checkpointer,
+    // which would otherwise sign whatever the log holds at its first tick.
+    let _stop_checkpoints = app.log().filter(|_| workers).map(|(signer, policy)| {
         AbortOnDrop(tokio::spawn(checkpoint_forever(
             app.clone(),
             signer,
