@@ -4,6 +4,7 @@
 //! independent FHIR implementation.
 
 use cpis_domain::{AccessRecord, LocalAuthority, NhsNumber, Plan, format_iso_date};
+use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -21,34 +22,163 @@ fn instant(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
-/// The searchset Bundle of CareTeams for an NHS number's visible plans.
-pub fn care_team_bundle(
+/// The searchset Bundle of CareTeams for an NHS number's visible plans,
+/// ready to serialize. Typed rather than built as a `serde_json::Value`:
+/// this is every clinician's answer, and building a tree of maps first cost
+/// a seventh of the request threads' time in a profile.
+pub fn care_team_bundle<'a>(
     base_url: &str,
     nhs_number: NhsNumber,
-    plans: &[(Plan, LocalAuthority)],
+    plans: &'a [(Plan, LocalAuthority)],
     today: time::Date,
-) -> Value {
-    let entries: Vec<Value> = plans
+) -> CareTeamBundle<'a> {
+    let entry = plans
         .iter()
         .map(|(plan, la)| {
             let id = care_team_id(plan);
-            json!({
-                "fullUrl": format!("{base_url}/CareTeam/{id}"),
-                "resource": care_team(&id, plan, la, today),
-                "search": {"mode": "match"},
-            })
+            Entry {
+                full_url: format!("{base_url}/CareTeam/{id}"),
+                resource: care_team(id, plan, la, today),
+                search: Search { mode: "match" },
+            }
         })
         .collect();
-    json!({
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": entries.len(),
-        "link": [{
-            "relation": "self",
-            "url": format!("{base_url}/CareTeam?patient:identifier={NHS_NUMBER_SYSTEM}|{}", nhs_number.digits()),
+    CareTeamBundle {
+        resource_type: "Bundle",
+        kind: "searchset",
+        total: plans.len(),
+        link: [Link {
+            relation: "self",
+            url: format!(
+                "{base_url}/CareTeam?patient:identifier={NHS_NUMBER_SYSTEM}|{}",
+                nhs_number.digits()
+            ),
         }],
-        "entry": entries,
-    })
+        entry,
+    }
+}
+
+/// A `searchset` Bundle of CareTeams.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CareTeamBundle<'a> {
+    resource_type: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    total: usize,
+    link: [Link; 1],
+    entry: Vec<Entry<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Link {
+    relation: &'static str,
+    url: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry<'a> {
+    full_url: String,
+    resource: CareTeam<'a>,
+    search: Search,
+}
+
+#[derive(Debug, Serialize)]
+struct Search {
+    mode: &'static str,
+}
+
+/// One plan as a CareTeam.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CareTeam<'a> {
+    resource_type: &'static str,
+    id: String,
+    contained: [Organization<'a>; 1],
+    status: &'static str,
+    category: [CodeableConcept; 1],
+    name: &'a str,
+    subject: Subject,
+    period: Period,
+    managing_organization: [Reference<'a>; 1],
+    telecom: [ContactPoint<'a>; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<[Annotation; 1]>,
+}
+
+#[derive(Debug, Serialize)]
+struct CodeableConcept {
+    coding: [Coding; 1],
+    text: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct Coding {
+    system: &'static str,
+    code: &'static str,
+    display: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct Subject {
+    identifier: Identifier<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Identifier<V> {
+    system: &'static str,
+    value: V,
+}
+
+#[derive(Debug, Serialize)]
+struct Period {
+    start: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Reference<'a> {
+    reference: String,
+    display: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct ContactPoint<'a> {
+    system: &'static str,
+    value: &'a str,
+    #[serde(rename = "use")]
+    purpose: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rank: Option<u8>,
+}
+
+#[derive(Debug, Serialize)]
+struct Annotation {
+    text: String,
+}
+
+/// The LA as a contained Organization whose two contacts say which number is which.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Organization<'a> {
+    resource_type: &'static str,
+    id: String,
+    identifier: [Identifier<&'a str>; 1],
+    name: &'a str,
+    contact: [Contact<'a>; 2],
+}
+
+#[derive(Debug, Serialize)]
+struct Contact<'a> {
+    purpose: Text,
+    telecom: [ContactPoint<'a>; 1],
+}
+
+#[derive(Debug, Serialize)]
+struct Text {
+    text: &'static str,
 }
 
 /// A stable id for a plan: its identity, spelled out.
@@ -64,61 +194,84 @@ pub fn care_team_id(plan: &Plan) -> String {
 
 /// One plan as a CareTeam: the plan type's SNOMED CT code, its period, the
 /// responsible LA (contained, with its two numbers told apart), the child.
-pub fn care_team(id: &str, plan: &Plan, la: &LocalAuthority, today: time::Date) -> Value {
-    let mut period = json!({"start": format_iso_date(plan.start_date())});
-    if let Some(end) = plan.end_date() {
-        period["end"] = json!(format_iso_date(end));
-    }
+pub fn care_team<'a>(
+    id: String,
+    plan: &Plan,
+    la: &'a LocalAuthority,
+    today: time::Date,
+) -> CareTeam<'a> {
     let la_ref = format!("la-{}", la.code);
-    let mut team = json!({
-        "resourceType": "CareTeam",
-        "id": id,
-        "contained": [local_authority(&la_ref, la)],
-        "status": if plan.is_open(today) { "active" } else { "inactive" },
-        "category": [{
-            "coding": [{
-                "system": SNOMED_SYSTEM,
-                "code": plan.plan_type().snomed_code(),
-                "display": plan.plan_type().snomed_display(),
+    let phone = |value: &'a str, rank: Option<u8>| ContactPoint {
+        system: "phone",
+        value,
+        purpose: "work",
+        rank,
+    };
+    let plan_type = plan.plan_type();
+    CareTeam {
+        resource_type: "CareTeam",
+        id,
+        contained: [Organization {
+            resource_type: "Organization",
+            id: la_ref.clone(),
+            identifier: [Identifier {
+                system: ONS_SYSTEM,
+                value: la.code.as_str(),
             }],
-            "text": plan.plan_type().description(),
+            name: &la.name,
+            contact: [
+                Contact {
+                    purpose: Text {
+                        text: "Emergency duty team (out of hours, day and night)",
+                    },
+                    telecom: [phone(la.emergency_duty_number.as_str(), None)],
+                },
+                Contact {
+                    purpose: Text {
+                        text: "Office hours",
+                    },
+                    telecom: [phone(la.office_hours_number.as_str(), None)],
+                },
+            ],
         }],
-        "name": la.name,
-        "subject": {
-            "identifier": {"system": NHS_NUMBER_SYSTEM, "value": plan.nhs_number().digits()},
+        status: if plan.is_open(today) {
+            "active"
+        } else {
+            "inactive"
         },
-        "period": period,
-        "managingOrganization": [{"reference": format!("#{la_ref}"), "display": la.name}],
-        "telecom": [
-            {"system": "phone", "value": la.emergency_duty_number.as_str(), "use": "work", "rank": 1},
-            {"system": "phone", "value": la.office_hours_number.as_str(), "use": "work", "rank": 2},
+        category: [CodeableConcept {
+            coding: [Coding {
+                system: SNOMED_SYSTEM,
+                code: plan_type.snomed_code(),
+                display: plan_type.snomed_display(),
+            }],
+            text: plan_type.description(),
+        }],
+        name: &la.name,
+        subject: Subject {
+            identifier: Identifier {
+                system: NHS_NUMBER_SYSTEM,
+                value: plan.nhs_number().digits(),
+            },
+        },
+        period: Period {
+            start: format_iso_date(plan.start_date()),
+            end: plan.end_date().map(format_iso_date),
+        },
+        managing_organization: [Reference {
+            reference: format!("#{la_ref}"),
+            display: &la.name,
+        }],
+        telecom: [
+            phone(la.emergency_duty_number.as_str(), Some(1)),
+            phone(la.office_hours_number.as_str(), Some(2)),
         ],
-    });
-    if let Some(delivery) = plan.expected_delivery_date() {
-        team["note"] =
-            json!([{"text": format!("Expected delivery date {}", format_iso_date(delivery))}]);
+        note: plan.expected_delivery_date().map(|delivery| {
+            [Annotation {
+                text: format!("Expected delivery date {}", format_iso_date(delivery)),
+            }]
+        }),
     }
-    team
-}
-
-/// The LA as a contained Organization whose two contacts say which number is which.
-fn local_authority(id: &str, la: &LocalAuthority) -> Value {
-    json!({
-        "resourceType": "Organization",
-        "id": id,
-        "identifier": [{"system": ONS_SYSTEM, "value": la.code.as_str()}],
-        "name": la.name,
-        "contact": [
-            {
-                "purpose": {"text": "Emergency duty team (out of hours, day and night)"},
-                "telecom": [{"system": "phone", "value": la.emergency_duty_number.as_str(), "use": "work"}],
-            },
-            {
-                "purpose": {"text": "Office hours"},
-                "telecom": [{"system": "phone", "value": la.office_hours_number.as_str(), "use": "work"}],
-            },
-        ],
-    })
 }
 
 /// The searchset Bundle of AuditEvents: who looked at this child, from where.

@@ -20,7 +20,7 @@ use crate::error::HttpError;
 type App<S> = State<Arc<Cpis<S>>>;
 
 /// FHIR JSON with the right media type.
-fn fhir(body: serde_json::Value) -> Response {
+fn fhir(body: impl serde::Serialize) -> Response {
     let mut response = Json(body).into_response();
     response
         .headers_mut()

@@ -456,9 +456,13 @@ impl Store for PgStore {
         let client = self.client().await?;
         let select = client
             .prepare_cached(
-                "SELECT organisation_code, max(organisation_name), min(at), max(at), count(*)
-                 FROM access_log WHERE nhs_number = $1 AND unscheduled AND at > $2 AND at <= $3
-                 GROUP BY organisation_code",
+                "SELECT seen.code, coalesce(o.name, seen.code), seen.first, seen.last, seen.looks
+                 FROM (SELECT organisation_code AS code, min(at) AS first, max(at) AS last,
+                           count(*) AS looks
+                       FROM access_log
+                       WHERE nhs_number = $1 AND unscheduled AND at > $2 AND at <= $3
+                       GROUP BY organisation_code) AS seen
+                 LEFT JOIN organisation o ON o.code = seen.code",
             )
             .await
             .db()?;

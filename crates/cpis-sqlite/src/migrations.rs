@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_retention.sql")),
     (8, include_str!("../migrations/0008_feed_counter.sql")),
     (9, include_str!("../migrations/0009_outbox_by_la.sql")),
+    (10, include_str!("../migrations/0010_attendance_index.sql")),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {

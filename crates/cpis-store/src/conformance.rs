@@ -865,6 +865,14 @@ pub async fn attendances_group_a_childs_unscheduled_looks_by_organisation<S: Sto
         ..test_access(child, at, unscheduled)
     };
     let since = AT - Duration::days(30);
+    store
+        .put_organisations(vec![Organisation {
+            code: OdsCode::parse("ZZA01").unwrap(),
+            name: "Amberfield Emergency Department".to_owned(),
+            setting_type: SettingType::EmergencyDepartment,
+        }])
+        .await
+        .unwrap();
     for record in [
         look("ZZA01", AT - Duration::days(2), true),
         look("ZZA01", AT - Duration::hours(1), true),
@@ -897,7 +905,9 @@ pub async fn attendances_group_a_childs_unscheduled_looks_by_organisation<S: Sto
             ("ZZB02", AT - Duration::days(10), AT - Duration::days(10), 1),
         ]
     );
-    assert_eq!(seen[0].organisation_name, "Setting ZZA01");
+    // Named as registered now; an unregistered code stands for its name.
+    assert_eq!(seen[0].organisation_name, "Amberfield Emergency Department");
+    assert_eq!(seen[1].organisation_name, "ZZB02");
     assert!(
         store
             .attendances(test_nhs_number(912), since, AT)

@@ -331,8 +331,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The organisations that looked at an NHS number in unscheduled care
     /// after `since` and no later than `until`: each with its first and last
-    /// look there and how many, in any order. What the repeat-attendance
-    /// rule needs, without reading every record.
+    /// look there and how many, in any order, named as the organisation is
+    /// registered now (or by its code). What the repeat-attendance rule
+    /// needs, read from an index without reading any record.
     fn attendances(
         &self,
         nhs_number: NhsNumber,

@@ -6,6 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: in a profile of the clinician's query, glibc's malloc and free
+/// took a sixth of the request threads' time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cpis::config::{Config, Overrides, cpis_environment};
 use cpis::{StartError, WithStore};
 use cpis_auth::{OwnIssuer, SigningKey};

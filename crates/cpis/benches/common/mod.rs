@@ -7,6 +7,11 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The allocator the `cpis` binary uses, so that servers measured in the
+/// benchmarks allocate as the real one does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cpis_core::identity::development_identity;
 use cpis_core::{Clock, Cpis, Limits, reference};
 use cpis_domain::LaCode;
