@@ -115,6 +115,60 @@ fn wrk(url: &str, token: Option<&str>, numbers: &[String], seconds: u64, connect
     }
 }
 
+/// Latency at a fixed rate: an open loop of `rate` queries a second for
+/// `seconds`, each timed from when it was due (so a slow answer cannot hide
+/// the queries queued behind it), from a client on a thread and runtime of
+/// its own. Returns p50, p99 and max in ms, and how many failed.
+fn fixed_rate(
+    target: String,
+    token: String,
+    numbers: Vec<String>,
+    rate: u64,
+    seconds: u64,
+) -> (f64, f64, f64, usize) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let client = reqwest::Client::new();
+            let total = (rate * seconds) as usize;
+            let period = std::time::Duration::from_nanos(1_000_000_000 / rate);
+            let start = tokio::time::Instant::now();
+            let mut queries = Vec::with_capacity(total);
+            for i in 0..total {
+                let due = start + period * i as u32;
+                tokio::time::sleep_until(due).await;
+                let request = client
+                    .get(format!("{target}{}", numbers[i % numbers.len()]))
+                    .bearer_auth(&token);
+                queries.push(tokio::spawn(async move {
+                    let ok =
+                        matches!(request.send().await, Ok(response) if response.status() == 200);
+                    (ok, due.elapsed().as_secs_f64() * 1000.0)
+                }));
+            }
+            let mut latencies = Vec::with_capacity(total);
+            let mut failed = 0;
+            for query in queries {
+                let (ok, ms) = query.await.unwrap();
+                if !ok {
+                    failed += 1;
+                }
+                latencies.push(ms);
+            }
+            latencies.sort_by(f64::total_cmp);
+            let at = |q: f64| {
+                latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]
+            };
+            (at(0.5), at(0.99), latencies[latencies.len() - 1], failed)
+        })
+    })
+    .join()
+    .unwrap()
+}
+
 async fn run(seconds: u64) {
     // Reference: a minimal axum server returning a fixed body.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -241,6 +295,15 @@ async fn bench<S: Store>(
     let result = wrk(&target, Some(&token), &numbers, seconds, connections());
     assert_eq!(result.non_2xx, 0, "every query answered 200");
     println!("figure: {name}: http {:.0}", result.requests_per_second);
+    let (p50, p99, max, failed) = tokio::task::spawn_blocking({
+        let (target, token, numbers) = (target.clone(), token.clone(), numbers.clone());
+        move || fixed_rate(target, token, numbers, 5_000, seconds)
+    })
+    .await
+    .unwrap();
+    println!(
+        "{name}: at a fixed 5,000 queries/s for {seconds} s (open loop, from when each was due): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed} failed"
+    );
     println!(
         "{name} ({} plans, {} connections): CareTeam with a bearer token and a durable access record: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); ratio to the fixed body: {:.2}",
         loaded.plans_loaded,
