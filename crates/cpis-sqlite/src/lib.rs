@@ -77,6 +77,12 @@ impl Drop for SqliteStore {
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// A passive checkpoint never makes the WAL start again from its beginning
+/// while the writer keeps appending, so under unbroken load the file would
+/// only grow. Past this many frames (64 MiB of 4 KiB pages) the checkpoint
+/// waits for the writer once, and the WAL restarts.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
 /// Copies the WAL back into the database file on a thread and connection
 /// of its own, so that the writer never does it inside a commit: SQLite's
 /// automatic checkpoint ran on the writer and held every look queued
@@ -92,8 +98,16 @@ fn checkpoint_in_background(path: PathBuf, running: Arc<AtomicBool>) -> StoreRes
         .spawn(move || {
             while running.load(Ordering::Relaxed) {
                 std::thread::sleep(CHECKPOINT_EVERY);
-                if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                {
+                let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    row.get::<_, i64>(1)
+                });
+                let outcome = match frames {
+                    Ok(frames) if frames > WAL_RESTART_FRAMES => {
+                        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                    }
+                    other => other.map(|_| ()),
+                };
+                if let Err(error) = outcome {
                     tracing::warn!(%error, "could not checkpoint the WAL");
                 }
             }
