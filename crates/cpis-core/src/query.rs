@@ -7,7 +7,7 @@
 
 use cpis_domain::{
     AccessRecord, Attendance, LocalAuthority, NhsNumber, OrganisationRef, Permission, Plan,
-    Principal, access_history, repeat_attendance_of,
+    Principal, access_history, attend, repeat_attendance_of,
 };
 use cpis_store::{RepeatAlert, Store};
 use time::Date;
@@ -18,29 +18,6 @@ use crate::{CoreError, Cpis, notify};
 /// How many recent unscheduled accesses are read to build the history: more
 /// than the 25 listed, since a person's repeats within 24 hours are folded.
 const HISTORY_WINDOW: usize = 250;
-
-/// Adds the look being recorded, not yet in the store, to what the store
-/// says the child's organisations were.
-fn with_this_look(seen: &mut Vec<Attendance>, record: &AccessRecord) {
-    let code = record.organisation_code.as_str();
-    match seen
-        .iter_mut()
-        .find(|known| known.organisation_code == code)
-    {
-        Some(known) => {
-            known.first_seen = known.first_seen.min(record.at);
-            known.last_seen = known.last_seen.max(record.at);
-            known.looks += 1;
-        }
-        None => seen.push(Attendance {
-            organisation_code: code.to_owned(),
-            organisation_name: record.organisation_name.clone(),
-            first_seen: record.at,
-            last_seen: record.at,
-            looks: 1,
-        }),
-    }
-}
 
 /// What a clinician's query found.
 #[derive(Debug, Clone)]
@@ -210,7 +187,8 @@ impl<S: Store> Cpis<S> {
                         .store
                         .attendances(record.nhs_number, record.at - window, record.at)
                         .await?;
-                    with_this_look(&mut seen, record);
+                    // The look being recorded is not in the store yet.
+                    attend(&mut seen, record);
                     read.push((window, seen.clone()));
                     seen
                 }

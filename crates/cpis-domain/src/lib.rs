@@ -28,7 +28,7 @@ pub use plan::{
     ENDED_PLAN_VISIBLE_DAYS, LocalReference, Plan, PlanFields, PlanKey, PlanType,
     UNBORN_PLAN_VISIBLE_AFTER_DELIVERY_DAYS,
 };
-pub use repeat::{Attendance, RepeatRule, repeat_attendance, repeat_attendance_of};
+pub use repeat::{Attendance, RepeatRule, attend, repeat_attendance, repeat_attendance_of};
 pub use uk_time::{uk_date, uk_time};
 
 /// Why a value could not be parsed into one of this crate's types.

@@ -1,8 +1,6 @@
 //! Repeat attendance: a child with a plan seen in unscheduled care at one
 //! organisation after another, which the owning LA must be told about.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
@@ -75,27 +73,37 @@ pub fn repeat_attendance(
     rule: RepeatRule,
 ) -> Option<Vec<Attendance>> {
     let since = now - rule.window();
-    let mut by_organisation: BTreeMap<&str, Attendance> = BTreeMap::new();
+    let mut seen = Vec::new();
     for access in accesses
         .iter()
         .filter(|access| access.unscheduled && access.at > since && access.at <= now)
     {
-        by_organisation
-            .entry(access.organisation_code.as_str())
-            .and_modify(|seen| {
-                seen.first_seen = seen.first_seen.min(access.at);
-                seen.last_seen = seen.last_seen.max(access.at);
-                seen.looks += 1;
-            })
-            .or_insert_with(|| Attendance {
-                organisation_code: access.organisation_code.as_str().to_owned(),
-                organisation_name: access.organisation_name.clone(),
-                first_seen: access.at,
-                last_seen: access.at,
-                looks: 1,
-            });
+        attend(&mut seen, access);
     }
-    repeat_attendance_of(by_organisation.into_values().collect(), rule)
+    repeat_attendance_of(seen, rule)
+}
+
+/// Counts one look into the organisations seen: its organisation's first and
+/// last look and number of looks, or a new organisation.
+pub fn attend(seen: &mut Vec<Attendance>, access: &AccessRecord) {
+    let code = access.organisation_code.as_str();
+    match seen
+        .iter_mut()
+        .find(|known| known.organisation_code == code)
+    {
+        Some(known) => {
+            known.first_seen = known.first_seen.min(access.at);
+            known.last_seen = known.last_seen.max(access.at);
+            known.looks += 1;
+        }
+        None => seen.push(Attendance {
+            organisation_code: code.to_owned(),
+            organisation_name: access.organisation_name.clone(),
+            first_seen: access.at,
+            last_seen: access.at,
+            looks: 1,
+        }),
+    }
 }
 
 /// The rule applied to the organisations seen in its window (one
