@@ -41,7 +41,22 @@ pub(crate) async fn guard<S: Store>(
 ) -> Response {
     match check::<S>(&app, access, request).await {
         Ok(request) => next.run(request).await,
-        Err(error) => error.into_response(),
+        Err(refused) => refused.error.into_response(),
+    }
+}
+
+/// Why the guard refused, and who was refused when they were authenticated.
+struct Refusal {
+    error: HttpError,
+    caller: Option<Caller>,
+}
+
+impl From<HttpError> for Refusal {
+    fn from(error: HttpError) -> Self {
+        Refusal {
+            error,
+            caller: None,
+        }
     }
 }
 
@@ -54,7 +69,6 @@ pub(crate) async fn page_guard<S: Store>(
     next: Next,
 ) -> Response {
     let method = request.method().clone();
-    let headers = request.headers().clone();
     let target = request
         .uri()
         .path_and_query()
@@ -62,7 +76,9 @@ pub(crate) async fn page_guard<S: Store>(
         .unwrap_or_else(|| "/app".to_owned());
     match check::<S>(&app, access, request).await {
         Ok(request) => next.run(request).await,
-        Err(error) => crate::web::refusal(&app, &headers, error, &method, &target).await,
+        Err(refused) => {
+            crate::web::refusal(&app, refused.caller, refused.error, &method, &target).await
+        }
     }
 }
 
@@ -70,7 +86,7 @@ async fn check<S: Store>(
     app: &Cpis<S>,
     access: Access,
     request: Request,
-) -> Result<Request, HttpError> {
+) -> Result<Request, Refusal> {
     if access == Access::Public {
         return Ok(request);
     }
@@ -86,10 +102,13 @@ async fn check<S: Store>(
             .any(|permission| caller.principal.may(*permission))
     {
         tracing::info!(user = %caller.principal.user_id, ?required, "refused: no permission");
-        return Err(HttpError::Forbidden(format!(
-            "your role does not allow you to {}",
-            first.describe()
-        )));
+        return Err(Refusal {
+            error: HttpError::Forbidden(format!(
+                "your role does not allow you to {}",
+                first.describe()
+            )),
+            caller: Some(caller),
+        });
     }
     request.extensions_mut().insert(caller);
     Ok(request)

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use tower_http::request_id::RequestId;
 
 use super::{
-    App, Care, PageError, Section, Viewer, care_card, error_summary, long_date, long_time, page,
-    respond, spaced, table,
+    App, Care, PageError, Section, Viewer, care_card, described_by, error_summary, field_error,
+    long_date, long_time, page, respond, table,
 };
 use crate::auth::Caller;
 use crate::fhir::request_id;
@@ -94,15 +94,11 @@ fn search_page(viewer: &Viewer, entered: &str, problem: Option<String>) -> Marku
                         div.nhsuk-hint id="nhs-number-hint" {
                             "The child's 10-digit NHS number, or the mother's for an unborn child. For example, 943 476 5919."
                         }
-                        @if let Some(message) = &problem {
-                            span.nhsuk-error-message id="nhs-number-error" {
-                                span.nhsuk-u-visually-hidden { "Error: " } (message)
-                            }
-                        }
+                        (field_error("nhs-number", problem.as_deref()))
                         input."nhsuk-input nhsuk-input--width-10 nhsuk-input--code"."nhsuk-input--error"[problem.is_some()]
                             id="nhs-number" name="nhs_number" type="text" inputmode="numeric"
                             spellcheck="false" autocomplete="off" value=(entered)
-                            aria-describedby=(if problem.is_some() { "nhs-number-hint nhs-number-error" } else { "nhs-number-hint" });
+                            aria-describedby=[described_by("nhs-number", true, problem.is_some())];
                     }
                     button.nhsuk-button type="submit" data-module="nhsuk-button" { "Search" }
                 }
@@ -133,7 +129,7 @@ fn result_page(viewer: &Viewer, number: NhsNumber, view: &ChildView) -> Markup {
             .iter()
             .all(|(plan, _)| plan.plan_type() == PlanType::UnbornChildProtection);
     let content = html! {
-        span.nhsuk-caption-l { "NHS number " (spaced(number)) }
+        span.nhsuk-caption-l { "NHS number " (number) }
         @if plans.is_empty() {
             h1 data-testid="no-flag" { "No child protection information" }
             p.nhsuk-lede-text {

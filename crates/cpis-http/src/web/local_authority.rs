@@ -24,8 +24,8 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use uuid::Uuid;
 
 use super::{
-    App, PageError, Section, Viewer, error_summary, long_date, long_time, page, respond, row,
-    spaced, table,
+    App, PageError, Section, Viewer, described_by, error_summary, field_error, long_date,
+    long_time, page, respond, row, table,
 };
 use crate::auth::Caller;
 use crate::error::HttpError;
@@ -41,6 +41,21 @@ async fn viewer_and_la<S: Store>(
     match own_la(&caller.principal) {
         Ok(la) => Ok((viewer, la)),
         Err(error) => Err(PageError::for_viewer(error, viewer)),
+    }
+}
+
+/// A use case's refusal of what a form sent, with its status, to show on
+/// the form; a failure of the service's own is an error page instead.
+fn refused_on_form(
+    error: impl Into<HttpError>,
+    viewer: &Viewer,
+) -> Result<(StatusCode, String), PageError> {
+    let error = error.into();
+    let status = error.status();
+    if status.is_client_error() {
+        Ok((status, error.public_message(status)))
+    } else {
+        Err(PageError::for_viewer(error, viewer.clone()))
     }
 }
 
@@ -116,7 +131,7 @@ fn notification_table(caption: &str, items: &[OutboxItem], testid: &str) -> Mark
                 tr.nhsuk-table__row {
                     td.nhsuk-table__cell { (long_time(item.created_at)) }
                     td."nhsuk-table__cell cpis-nowrap" {
-                        (NhsNumber::parse(&text(item, "nhs_number")).map(spaced).unwrap_or_else(|_| text(item, "nhs_number")))
+                        (NhsNumber::parse(&text(item, "nhs_number")).map(|number| number.to_string()).unwrap_or_else(|_| text(item, "nhs_number")))
                     }
                     td.nhsuk-table__cell {
                         @if item.kind == OutboxKind::RepeatAttendance {
@@ -233,12 +248,8 @@ async fn plans_page<S: Store>(
                 div."nhsuk-grid-column-one-third" {
                     div.nhsuk-form-group."nhsuk-form-group--error"[problem.is_some()] {
                         label.nhsuk-label for="nhs-number" { "NHS number" }
-                        @if let Some(message) = &problem {
-                            span.nhsuk-error-message id="nhs-number-error" {
-                                span.nhsuk-u-visually-hidden { "Error: " } (message)
-                            }
-                        }
-                        input."nhsuk-input nhsuk-input--code"."nhsuk-input--error"[problem.is_some()] id="nhs-number" name="nhs_number" type="text" inputmode="numeric" spellcheck="false" value=(query.nhs_number) aria-describedby=[problem.as_ref().map(|_| "nhs-number-error")];
+                        (field_error("nhs-number", problem.as_deref()))
+                        input."nhsuk-input nhsuk-input--code"."nhsuk-input--error"[problem.is_some()] id="nhs-number" name="nhs_number" type="text" inputmode="numeric" spellcheck="false" value=(query.nhs_number) aria-describedby=[described_by("nhs-number", false, problem.is_some())];
                     }
                 }
                 div."nhsuk-grid-column-one-third" {
@@ -272,7 +283,7 @@ async fn plans_page<S: Store>(
                 (table("plans", "Plans that match", &["NHS number", "Plan", "Started", "Ended", "Status", "Your reference"], html! {
                     @for plan in &found.page {
                         tr.nhsuk-table__row {
-                            td."nhsuk-table__cell cpis-nowrap" { (spaced(plan.nhs_number())) }
+                            td."nhsuk-table__cell cpis-nowrap" { (plan.nhs_number()) }
                             td.nhsuk-table__cell { (plan.plan_type().description()) }
                             td.nhsuk-table__cell { (long_date(plan.start_date())) }
                             td.nhsuk-table__cell { (plan.end_date().map(long_date).unwrap_or_default()) }
@@ -386,12 +397,8 @@ async fn uploads_page<S: Store>(
                     div.nhsuk-form-group."nhsuk-form-group--error"[problem.is_some()] {
                         label."nhsuk-label nhsuk-label--s" for="file" { "CSV or JSON file" }
                         div.nhsuk-hint id="file-hint" { "Columns: nhs_number, plan_type, start_date, and optionally end_date, delete_date, expected_delivery_date, local_reference." }
-                        @if let Some(message) = &problem {
-                            span.nhsuk-error-message id="file-error" {
-                                span.nhsuk-u-visually-hidden { "Error: " } (message)
-                            }
-                        }
-                        input.nhsuk-file-upload__input id="file" name="file" type="file" accept=".csv,.json,text/csv,application/json" aria-describedby=(if problem.is_some() { "file-hint file-error" } else { "file-hint" });
+                        (field_error("file", problem.as_deref()))
+                        input.nhsuk-file-upload__input id="file" name="file" type="file" accept=".csv,.json,text/csv,application/json" aria-describedby=[described_by("file", true, problem.is_some())];
                     }
                     button.nhsuk-button type="submit" data-module="nhsuk-button" { "Upload" }
                 }
@@ -730,16 +737,16 @@ async fn webhook_page<S: Store>(
         }
         form action="/app/la/webhook" method="post" novalidate {
             (viewer.csrf_field())
-            div.nhsuk-form-group."nhsuk-form-group--error"[matches!(notice, Notice::Problem(_))] {
+            @let problem = match &notice {
+                Notice::Problem(message) => Some(message.as_str()),
+                _ => None,
+            };
+            div.nhsuk-form-group."nhsuk-form-group--error"[problem.is_some()] {
                 label."nhsuk-label nhsuk-label--s" for="url" { @if current.is_some() { "Change the address" } @else { "Webhook address" } }
                 div.nhsuk-hint id="url-hint" { "An https address of your case-management system. Saving makes a new signing secret." }
-                @if let Notice::Problem(message) = &notice {
-                    span.nhsuk-error-message id="url-error" {
-                        span.nhsuk-u-visually-hidden { "Error: " } (message)
-                    }
-                }
-                input.nhsuk-input."nhsuk-input--error"[matches!(notice, Notice::Problem(_))] id="url" name="url" type="url" spellcheck="false"
-                    aria-describedby=(if matches!(notice, Notice::Problem(_)) { "url-hint url-error" } else { "url-hint" });
+                (field_error("url", problem))
+                input.nhsuk-input."nhsuk-input--error"[problem.is_some()] id="url" name="url" type="url" spellcheck="false"
+                    aria-describedby=[described_by("url", true, problem.is_some())];
             }
             button."nhsuk-button nhsuk-button--secondary" type="submit" data-module="nhsuk-button" { "Save webhook" }
         }
@@ -804,14 +811,8 @@ pub(crate) async fn save_webhook<S: Store>(
             .await
         }
         Err(error) => {
-            let error = HttpError::from(error);
-            let status = error.status();
-            if status.is_client_error() {
-                let message = error.public_message(status);
-                webhook_page(&app, viewer, la, Notice::Problem(message), status).await
-            } else {
-                Err(PageError::for_viewer(error, viewer))
-            }
+            let (status, message) = refused_on_form(error, &viewer)?;
+            webhook_page(&app, viewer, la, Notice::Problem(message), status).await
         }
     }
 }
@@ -939,17 +940,12 @@ pub(crate) async fn save_settings<S: Store>(
             settings_page(&viewer, &form, &[], true),
         )),
         Err(error) => {
-            let error = HttpError::from(error);
-            let status = error.status();
-            if status.is_client_error() {
-                let errors = vec![("name", error.public_message(status))];
-                Ok(respond(
-                    status,
-                    settings_page(&viewer, &form, &errors, false),
-                ))
-            } else {
-                Err(PageError::for_viewer(error, viewer))
-            }
+            let (status, message) = refused_on_form(error, &viewer)?;
+            let errors = vec![("name", message)];
+            Ok(respond(
+                status,
+                settings_page(&viewer, &form, &errors, false),
+            ))
         }
     }
 }
@@ -979,17 +975,9 @@ fn settings_page(
                 @if !hint.is_empty() {
                     div.nhsuk-hint id={ (id) "-hint" } { (hint) }
                 }
-                @if let Some(message) = &error {
-                    span.nhsuk-error-message id={ (id) "-error" } {
-                        span.nhsuk-u-visually-hidden { "Error: " } (message)
-                    }
-                }
-                @let described: Vec<String> = [
-                    (!hint.is_empty()).then(|| format!("{id}-hint")),
-                    error.as_ref().map(|_| format!("{id}-error")),
-                ].into_iter().flatten().collect();
+                (field_error(id, error.as_deref()))
                 input class={ "nhsuk-input " (width) @if error.is_some() { " nhsuk-input--error" } } id=(id) name=(name) type="text" value=(value)
-                    aria-describedby=[(!described.is_empty()).then(|| described.join(" "))];
+                    aria-describedby=[described_by(id, !hint.is_empty(), error.is_some())];
             }
         }
     };

@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use cpis_core::Cpis;
-use cpis_domain::{NhsNumber, OrganisationRef, Permission, Principal};
+use cpis_domain::{OrganisationRef, Permission, Principal};
 use cpis_store::Store;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use time::OffsetDateTime;
@@ -260,7 +260,8 @@ pub(crate) fn respond(status: StatusCode, markup: Markup) -> Response {
 /// An error on a page, shown as a page.
 pub(crate) struct PageError {
     pub error: HttpError,
-    pub viewer: Option<Viewer>,
+    /// Boxed: an error travels back through every handler's `Result`.
+    pub viewer: Option<Box<Viewer>>,
 }
 
 impl<E: Into<HttpError>> From<E> for PageError {
@@ -276,7 +277,7 @@ impl PageError {
     pub(crate) fn for_viewer(error: impl Into<HttpError>, viewer: Viewer) -> PageError {
         PageError {
             error: error.into(),
-            viewer: Some(viewer),
+            viewer: Some(Box::new(viewer)),
         }
     }
 }
@@ -304,7 +305,7 @@ impl IntoResponse for PageError {
         };
         respond(
             status,
-            page(heading, self.viewer.as_ref(), Section::None, content),
+            page(heading, self.viewer.as_deref(), Section::None, content),
         )
     }
 }
@@ -313,36 +314,28 @@ impl IntoResponse for PageError {
 /// sent to sign in and brought back; anything else is a page that says why.
 pub(crate) async fn refusal<S: Store>(
     app: &Cpis<S>,
-    headers: &HeaderMap,
+    caller: Option<Caller>,
     error: HttpError,
     method: &axum::http::Method,
     path_and_query: &str,
 ) -> Response {
-    if matches!(error, HttpError::Unauthenticated(_)) {
-        if method == axum::http::Method::GET {
-            let target = format!(
-                "/auth/sign-in?return_to={}",
-                form_urlencoded(path_and_query)
-            );
-            return Redirect::to(&target).into_response();
-        }
-        return PageError::from(error).into_response();
+    if matches!(error, HttpError::Unauthenticated(_)) && method == axum::http::Method::GET {
+        let target = format!(
+            "/auth/sign-in?return_to={}",
+            form_urlencoded(path_and_query)
+        );
+        return Redirect::to(&target).into_response();
     }
     // Someone signed in but refused still sees who they are, and can sign out.
-    let viewer = match cookie(headers, SESSION_COOKIE) {
-        Some(session_id) => match app.session(&session_id).await {
-            Ok(Some(session)) => {
-                let caller = Caller {
-                    principal: session.principal,
-                    session: Some((session_id, session.csrf_token)),
-                };
-                Some(Viewer::of(app, &caller).await)
-            }
-            _ => None,
-        },
+    let viewer = match &caller {
+        Some(caller) => Some(Viewer::of(app, caller).await),
         None => None,
     };
-    PageError { error, viewer }.into_response()
+    PageError {
+        error,
+        viewer: viewer.map(Box::new),
+    }
+    .into_response()
 }
 
 fn form_urlencoded(text: &str) -> String {
@@ -431,12 +424,6 @@ pub(crate) async fn asset(Path((version, file)): Path<(String, String)>) -> Resp
     }
 }
 
-/// An NHS number as people read it: 943 476 5919.
-pub(crate) fn spaced(number: NhsNumber) -> String {
-    let digits = number.digits();
-    format!("{} {} {}", &digits[..3], &digits[3..6], &digits[6..])
-}
-
 /// A date as the NHS writes it: 25 November 2026.
 pub(crate) fn long_date(date: time::Date) -> String {
     format!("{} {} {}", date.day(), date.month(), date.year())
@@ -516,6 +503,29 @@ pub(crate) fn table(testid: &str, caption: &str, headers: &[&str], rows: Markup)
                 tbody.nhsuk-table__body { (rows) }
             }
         }
+    }
+}
+
+/// A field's error message, the NHS.UK way, under the id `{id}-error` that
+/// [`described_by`] names.
+pub(crate) fn field_error(id: &str, message: Option<&str>) -> Markup {
+    html! {
+        @if let Some(message) = message {
+            span.nhsuk-error-message id={ (id) "-error" } {
+                span.nhsuk-u-visually-hidden { "Error: " } (message)
+            }
+        }
+    }
+}
+
+/// What a field's `aria-describedby` names: its hint (`{id}-hint`) and its
+/// error (`{id}-error`), those it has; nothing when it has neither.
+pub(crate) fn described_by(id: &str, hint: bool, error: bool) -> Option<String> {
+    match (hint, error) {
+        (true, true) => Some(format!("{id}-hint {id}-error")),
+        (true, false) => Some(format!("{id}-hint")),
+        (false, true) => Some(format!("{id}-error")),
+        (false, false) => None,
     }
 }
 

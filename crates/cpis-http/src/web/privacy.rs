@@ -17,8 +17,8 @@ use time::Date;
 use tower_http::request_id::RequestId;
 
 use super::{
-    App, Care, PageError, Section, Viewer, care_card, error_summary, long_time, page, respond, row,
-    spaced, table,
+    App, Care, PageError, Section, Viewer, care_card, described_by, error_summary, field_error,
+    long_time, page, respond, row, table,
 };
 use crate::auth::Caller;
 use crate::fhir::request_id;
@@ -221,12 +221,8 @@ fn report_page(
             div."nhsuk-grid-column-one-half" {
                 div.nhsuk-form-group."nhsuk-form-group--error"[error.is_some()] {
                     label."nhsuk-label nhsuk-label--s" for=(id) { (label) }
-                    @if let Some(message) = &error {
-                        span.nhsuk-error-message id={ (id) "-error" } {
-                            span.nhsuk-u-visually-hidden { "Error: " } (message)
-                        }
-                    }
-                    input class={ "nhsuk-input nhsuk-input--width-10" @if error.is_some() { " nhsuk-input--error" } } id=(id) name=(id) type="date" value=(value) aria-describedby=[error.as_ref().map(|_| format!("{id}-error"))];
+                    (field_error(id, error.as_deref()))
+                    input class={ "nhsuk-input nhsuk-input--width-10" @if error.is_some() { " nhsuk-input--error" } } id=(id) name=(id) type="date" value=(value) aria-describedby=[described_by(id, false, error.is_some())];
                 }
             }
         }
@@ -258,12 +254,8 @@ fn report_page(
             }
             div.nhsuk-form-group."nhsuk-form-group--error"[subject_error.is_some()] {
                 label."nhsuk-label nhsuk-label--s" for="subject" { "NHS number, user ID or ODS code" }
-                @if let Some(message) = &subject_error {
-                    span.nhsuk-error-message id="subject-error" {
-                        span.nhsuk-u-visually-hidden { "Error: " } (message)
-                    }
-                }
-                input class={ "nhsuk-input nhsuk-input--width-20" @if subject_error.is_some() { " nhsuk-input--error" } } id="subject" name="subject" type="text" spellcheck="false" value=(form.subject) aria-describedby=[subject_error.as_ref().map(|_| "subject-error")];
+                (field_error("subject", subject_error.as_deref()))
+                input class={ "nhsuk-input nhsuk-input--width-20" @if subject_error.is_some() { " nhsuk-input--error" } } id="subject" name="subject" type="text" spellcheck="false" value=(form.subject) aria-describedby=[described_by("subject", false, subject_error.is_some())];
             }
             div.nhsuk-grid-row {
                 (date_field("from", "From (default: a year before the end)", &form.from))
@@ -284,7 +276,7 @@ fn report_page(
                     @for record in &found.items {
                         tr.nhsuk-table__row {
                             td.nhsuk-table__cell { (long_time(record.at)) }
-                            td."nhsuk-table__cell cpis-nowrap" { (spaced(record.nhs_number)) }
+                            td."nhsuk-table__cell cpis-nowrap" { (record.nhs_number) }
                             td.nhsuk-table__cell { (record.user_name) br; span.nhsuk-body-s { (record.role_name) ", " (record.user_id) } }
                             td.nhsuk-table__cell { (record.organisation_name) br; span.nhsuk-body-s { (record.organisation_code.as_str()) } }
                             td.nhsuk-table__cell {
