@@ -175,6 +175,8 @@ impl<'a> Caller<'a> {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
+        let ack: Value = response.json().await.unwrap();
+        assert_eq!(ack["file_code"], "CPF02", "{ack}");
     }
 
     /// A clinician's look at `child`, as `persona` working at `organisation`.

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
+use crate::notifications::Caller;
 use crate::support::{
     Running, TEST_LA, TestServer, cpis, free_port_address, install_node_tools, on_both_stores,
     wait_ready,
@@ -23,26 +24,6 @@ fn client() -> Client {
 
 fn nhs(n: u32) -> String {
     cpis_store::conformance::test_nhs_number(7_000 + n).digits()
-}
-
-/// Uploads one open CPP for each of `numbers` as the test LA's system.
-async fn upload(server: &TestServer, numbers: &[String]) {
-    let mut csv = String::from("nhs_number,plan_type,start_date\n");
-    for number in numbers {
-        csv.push_str(&format!("{number},CPP,2026-01-05\n"));
-    }
-    let ack: Value = client()
-        .post(server.url("/la/v1/uploads"))
-        .bearer_auth(server.token_for("la-system", TEST_LA))
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ack["file_code"], "CPF02", "{ack}");
 }
 
 /// A search from the page, as `persona` (pages take a bearer token as the
@@ -60,16 +41,12 @@ async fn search_page(server: &TestServer, persona: &str, number: &str) -> (Statu
 }
 
 async fn feed_len(server: &TestServer) -> usize {
-    let feed: Value = client()
-        .get(server.url("/la/v1/notifications"))
-        .bearer_auth(server.token_for("la-system", TEST_LA))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    feed["items"].as_array().unwrap().len()
+    Caller::new(server).feed(TEST_LA).await.len()
+}
+
+/// Gives the test LA an open CPP for each of `numbers`.
+async fn upload(server: &TestServer, numbers: &[String]) {
+    Caller::new(server).plans(TEST_LA, numbers).await;
 }
 
 on_both_stores! {
