@@ -42,21 +42,56 @@ const READERS_KEPT: usize = 16;
 
 /// Settings every connection gets, each from a profile of the clinician's
 /// query (`cargo xtask bench query`):
-/// - The database file is read through a memory map: a page is then the
-///   operating system's cached page, not a copy made by a system call into
-///   a buffer of SQLite's own. Pages still in the WAL are read as before.
+/// - No memory map. A connection drops its map whenever it begins to read
+///   after another has committed, and under the query's unbroken writes that
+///   is nearly every read: the unmapping, its TLB shootdowns on the other
+///   core and the page faults that map the pages again took a tenth of the
+///   readers' time, more than the copies a plain read makes.
 /// - The query planner's stability guarantee: without it SQLite re-prepares
 ///   (parses and plans again) every statement with a bound `LIMIT ?`, or a
 ///   parameter a partial index compares, each time it runs; that was a
 ///   tenth of the readers' time.
-fn tune(conn: &Connection) -> StoreResult<()> {
-    conn.execute_batch("PRAGMA mmap_size = 1073741824;").db()?;
+/// - A lock another connection holds is waited for in short steps
+///   ([`wait_briefly`]).
+fn tune(conn: &mut Connection) -> StoreResult<()> {
+    conn.execute_batch("PRAGMA mmap_size = 0;").db()?;
+    conn.busy_handler(Some(wait_briefly)).db()?;
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )
     .db()?;
     Ok(())
+}
+
+/// How long a connection waits for a lock before it gives up: a write
+/// that cannot get in by then fails, and its look is answered 503.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Tries spent in the shortest steps before the steps lengthen.
+const BUSY_SHORT_TRIES: i32 = 200;
+
+/// SQLite's own busy handler (`busy_timeout`) sleeps 1, 2, 5, 10, ... up to
+/// 100 ms between tries, so a lock released after one millisecond could
+/// hold a look for tens. The writer meets such a lock each time the
+/// checkpointer restarts the WAL, and that was the p99 at a fixed rate
+/// (100 to 400 ms). Here the first tries come every 50 us, then every
+/// millisecond, up to [`BUSY_WAIT`] in all. `tries` is how many times
+/// SQLite has already asked for this lock.
+fn wait_briefly(tries: i32) -> bool {
+    const SHORT: std::time::Duration = std::time::Duration::from_micros(50);
+    const LONG: std::time::Duration = std::time::Duration::from_millis(1);
+    let spent = SHORT * tries.min(BUSY_SHORT_TRIES).unsigned_abs()
+        + LONG * (tries - BUSY_SHORT_TRIES).max(0).unsigned_abs();
+    if spent >= BUSY_WAIT {
+        return false;
+    }
+    std::thread::sleep(if tries < BUSY_SHORT_TRIES {
+        SHORT
+    } else {
+        LONG
+    });
+    true
 }
 
 /// A store in one SQLite database file.
@@ -77,34 +112,67 @@ impl Drop for SqliteStore {
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// A passive checkpoint never makes the WAL start again from its beginning
-/// while the writer keeps appending, so under unbroken load the file would
-/// only grow. Past this many frames (64 MiB of 4 KiB pages) the checkpoint
-/// waits for the writer once, and the WAL restarts.
-const WAL_RESTART_FRAMES: i64 = 16_384;
+/// How the embedded store manages its files.
+#[derive(Debug, Clone)]
+pub struct SqliteSettings {
+    /// The WAL's length, in frames (one 4 KiB page each), past which the
+    /// writer makes it start again from its beginning (see
+    /// [`checkpoint_in_background`]).
+    pub wal_restart_frames: i64,
+}
+
+impl Default for SqliteSettings {
+    /// 16,384 frames, 64 MiB: at a steady 5,000 looks a second, a restart
+    /// about every 0.6 s, each holding the writer for 15 to 25 ms on this
+    /// machine (`cargo xtask bench query`). Larger limits made each restart
+    /// slower (50 to 80 ms at 1 GiB) and smaller ones did not make it
+    /// quicker (4,096 frames: 15 to 25 ms, every 0.2 s).
+    fn default() -> Self {
+        SqliteSettings {
+            wal_restart_frames: 16_384,
+        }
+    }
+}
 
 /// Copies the WAL back into the database file on a thread and connection
 /// of its own, so that the writer never does it inside a commit: SQLite's
 /// automatic checkpoint ran on the writer and held every look queued
 /// behind it for tens of milliseconds (the query's p99 at a fixed rate).
 /// A passive checkpoint waits for no one; it copies what it can.
-fn checkpoint_in_background(path: PathBuf, running: Arc<AtomicBool>) -> StoreResult<()> {
-    let conn = Connection::open(&path).map_err(|error| {
+///
+/// A passive checkpoint never makes the WAL start again from its beginning
+/// while readers keep reading and the writer keeps appending, so under
+/// unbroken load the file would only grow. Past `wal_restart_frames` this
+/// thread copies once more, to leave little for the writer, and raises
+/// `restart`; the writer then restarts the WAL between two commits. A
+/// restart has to copy what was written since, and sync the database file,
+/// while holding the write lock: on this machine that took 5 to 20 ms, so
+/// it is kept rare. (Done from this thread, it also had to win the write
+/// lock from a writer that takes it back between commits at once.)
+fn checkpoint_in_background(
+    path: PathBuf,
+    settings: SqliteSettings,
+    running: Arc<AtomicBool>,
+    restart: Arc<AtomicBool>,
+) -> StoreResult<()> {
+    let mut conn = Connection::open(&path).map_err(|error| {
         StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
     })?;
-    conn.execute_batch("PRAGMA busy_timeout = 5000;").db()?;
+    conn.busy_handler(Some(wait_briefly)).db()?;
+    let passive = move || {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(1)
+        })
+    };
     std::thread::Builder::new()
         .name("cpis-sqlite-checkpoint".into())
         .spawn(move || {
             while running.load(Ordering::Relaxed) {
                 std::thread::sleep(CHECKPOINT_EVERY);
-                let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                    row.get::<_, i64>(1)
-                });
-                let outcome = match frames {
-                    Ok(frames) if frames > WAL_RESTART_FRAMES => {
-                        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
-                    }
+                let outcome = match passive() {
+                    Ok(frames) if frames > settings.wal_restart_frames => passive().map(|_| {
+                        restart.store(true, Ordering::Relaxed);
+                    }),
                     other => other.map(|_| ()),
                 };
                 if let Err(error) = outcome {
@@ -120,6 +188,11 @@ impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir`, applies any
     /// migrations, and starts the writer thread.
     pub fn open(data_dir: &Path) -> StoreResult<Self> {
+        Self::open_with(data_dir, SqliteSettings::default())
+    }
+
+    /// [`SqliteStore::open`], with settings of its own.
+    pub fn open_with(data_dir: &Path, settings: SqliteSettings) -> StoreResult<Self> {
         let path = data_dir.join(DATABASE_FILE);
         let mut conn = Connection::open(&path).map_err(|error| {
             StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
@@ -127,11 +200,10 @@ impl SqliteStore {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
-             PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 5000;",
+             PRAGMA foreign_keys = ON;",
         )
         .db()?;
-        tune(&conn)?;
+        tune(&mut conn)?;
         // The writer's own: every job runs in a savepoint, and a group's
         // savepoint journal outgrew SQLite's in-memory limit and went to a
         // temporary file; and a page cache large enough for the indexes
@@ -142,11 +214,17 @@ impl SqliteStore {
         .db()?;
         migrations::apply(&mut conn)?;
         let checkpointing = Arc::new(AtomicBool::new(true));
-        checkpoint_in_background(path.clone(), checkpointing.clone())?;
+        let restart = Arc::new(AtomicBool::new(false));
+        checkpoint_in_background(
+            path.clone(),
+            settings,
+            checkpointing.clone(),
+            restart.clone(),
+        )?;
         let (jobs, queue) = tokio::sync::mpsc::channel(writer::QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("cpis-sqlite-writer".into())
-            .spawn(move || writer::run_writer(conn, queue))
+            .spawn(move || writer::run_writer(conn, queue, &restart))
             .map_err(|error| StoreError::Backend(Box::new(error)))?;
         Ok(SqliteStore {
             path,
@@ -180,16 +258,15 @@ impl SqliteStore {
     /// a connection opened read-only takes a slower path through the WAL
     /// index (measured: 31 us against 17 us a lookup).
     fn open_reader(&self) -> StoreResult<Connection> {
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|error| {
             StoreError::Unavailable(format!("cannot open {}: {error}", self.path.display()))
         })?;
-        conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
-            .db()?;
-        tune(&conn)?;
+        conn.execute_batch("PRAGMA query_only = ON;").db()?;
+        tune(&mut conn)?;
         Ok(conn)
     }
 }

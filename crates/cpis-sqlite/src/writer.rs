@@ -7,6 +7,7 @@
 //! caller hears back only after that commit.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cpis_store::{StoreError, StoreResult};
 use rusqlite::Connection;
@@ -104,7 +105,11 @@ where
 }
 
 /// The writer thread's loop: runs until every sender is dropped.
-pub(crate) fn run_writer(conn: Connection, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
+pub(crate) fn run_writer(
+    mut conn: Connection,
+    mut jobs: mpsc::Receiver<Box<dyn Job>>,
+    restart: &AtomicBool,
+) {
     while let Some(first) = jobs.blocking_recv() {
         let mut group = Vec::with_capacity(16);
         group.push(first);
@@ -120,6 +125,37 @@ pub(crate) fn run_writer(conn: Connection, mut jobs: mpsc::Receiver<Box<dyn Job>
         }
         for job in group {
             job.finish(committed.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+        if restart.swap(false, Ordering::Relaxed) && !restart_wal(&mut conn) {
+            restart.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Makes the WAL start again from its beginning, between two commits (see
+/// `checkpoint_in_background`). It waits a millisecond or so at most for
+/// readers still reading older frames, since every look behind it waits
+/// too; if they are not done by then, it returns `false`, to be tried
+/// again after the next commit. A failure is logged and left for the
+/// checkpointer to ask again.
+fn restart_wal(conn: &mut Connection) -> bool {
+    let waited = conn.busy_handler(Some(|tries: i32| {
+        std::thread::sleep(std::time::Duration::from_micros(50));
+        tries < 20
+    }));
+    let restarted = waited.and_then(|()| {
+        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+            row.get::<_, i64>(0)
+        })
+    });
+    if let Err(error) = conn.busy_handler(Some(crate::wait_briefly)) {
+        tracing::error!(%error, "the writer's busy handler could not be set back");
+    }
+    match restarted {
+        Ok(busy) => busy == 0,
+        Err(error) => {
+            tracing::warn!(%error, "could not restart the WAL");
+            true
         }
     }
 }
