@@ -4,8 +4,10 @@
 //! returns a fixed body, measured in the same run.
 //!
 //! Run with `cargo xtask bench query` (needs `wrk`, Debian package wrk).
-//! `CPIS_BENCH_SECONDS` sets each run's length (default 10), and
-//! `CPIS_BENCH_CONNECTIONS` the connections (default 256).
+//! `CPIS_BENCH_SECONDS` sets each run's length (default 10),
+//! `CPIS_BENCH_CONNECTIONS` the connections (default 256), and
+//! `CPIS_BENCH_CHILDREN` how many children with plans the queries cycle
+//! through (default 100,000, every child of the demo with a plan).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -40,6 +42,18 @@ fn connections() -> u32 {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(256)
+}
+
+/// How many distinct children the queries cycle through
+/// (`CPIS_BENCH_CHILDREN`). Fewer means each child is looked at more often,
+/// so each look's repeat-attendance check reads more earlier looks: with
+/// 1,000, a child is seen hundreds of times in a run, which no department
+/// does.
+fn children() -> usize {
+    std::env::var("CPIS_BENCH_CHILDREN")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000)
 }
 
 struct Wrk {
@@ -221,20 +235,22 @@ async fn bench<S: Store>(
     )
     .await;
     let loaded = app.load_demo(1).await.unwrap();
-    // Children with and without plans, as a department sees them.
+    // Children with plans (some of them ended or withdrawn), each looked
+    // at in turn: every look that finds a plan is notified.
     let population = cpis_core::demo::population(
         1,
         &app.local_authorities().await.unwrap(),
         cpis_domain::uk_date(time::OffsetDateTime::now_utc()),
-        2_000,
+        cpis_core::demo::DEMO_CHILDREN,
     )
     .unwrap();
-    let numbers: Vec<String> = population
+    let mut numbers: Vec<String> = population
         .plans
         .iter()
         .map(|plan| plan.nhs_number().digits())
-        .take(1_000)
         .collect();
+    numbers.dedup();
+    numbers.truncate(children());
     // The same query without HTTP: where does the time go?
     let principal = app.authenticate_bearer(&token).await.unwrap();
     let parsed: Vec<cpis_domain::NhsNumber> = numbers
@@ -305,8 +321,9 @@ async fn bench<S: Store>(
         "{name}: at a fixed 5,000 queries/s for {seconds} s (open loop, from when each was due): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed} failed"
     );
     println!(
-        "{name} ({} plans, {} connections): CareTeam with a bearer token and a durable access record: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); ratio to the fixed body: {:.2}",
+        "{name} ({} plans, {} children, {} connections): CareTeam with a bearer token and a durable access record: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); ratio to the fixed body: {:.2}",
         loaded.plans_loaded,
+        numbers.len(),
         connections(),
         result.requests_per_second,
         result.p50_ms,
