@@ -140,8 +140,11 @@ pub(crate) fn run_writer(
 /// checkpointer to ask again.
 fn restart_wal(conn: &mut Connection) -> bool {
     let waited = conn.busy_handler(Some(|tries: i32| {
+        if tries >= 20 {
+            return false;
+        }
         std::thread::sleep(std::time::Duration::from_micros(50));
-        tries < 20
+        true
     }));
     let restarted = waited.and_then(|()| {
         conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
