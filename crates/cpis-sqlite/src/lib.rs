@@ -73,8 +73,8 @@ const BUSY_SHORT_TRIES: i32 = 200;
 
 /// SQLite's own busy handler (`busy_timeout`) sleeps 1, 2, 5, 10, ... up to
 /// 100 ms between tries, so a lock released after one millisecond could
-/// hold a look for tens. The writer meets such a lock each time the
-/// checkpointer restarts the WAL, and that was the p99 at a fixed rate
+/// hold a look for tens. When the checkpointer restarted the WAL, the
+/// writer met such a lock each time, and that was the p99 at a fixed rate
 /// (100 to 400 ms). Here the first tries come every 50 us, then every
 /// millisecond, up to [`BUSY_WAIT`] in all. `tries` is how many times
 /// SQLite has already asked for this lock.
@@ -152,8 +152,8 @@ impl Default for SqliteSettings {
 /// thread copies once more, to leave little for the writer, and raises
 /// `restart`; the writer then restarts the WAL between two commits. A
 /// restart has to copy what was written since, and sync the database file,
-/// while holding the write lock: on this machine that took 5 to 20 ms, so
-/// it is kept rare. (Done from this thread, it also had to win the write
+/// while holding the write lock: on this machine that took 15 to 25 ms (see
+/// [`SqliteSettings::default`]). (Done from this thread, it also had to win the write
 /// lock from a writer that takes it back between commits at once.)
 fn checkpoint_in_background(
     path: PathBuf,
@@ -164,7 +164,7 @@ fn checkpoint_in_background(
     let mut conn = Connection::open(&path).map_err(|error| {
         StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
     })?;
-    conn.busy_handler(Some(wait_briefly)).db()?;
+    tune(&mut conn)?;
     let passive = move || {
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             row.get::<_, i64>(1)
