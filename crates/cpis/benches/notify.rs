@@ -30,14 +30,8 @@ const LA: &str = "E09000007";
 const RATE: u64 = 1_000;
 
 fn main() {
-    let seconds: u64 = std::env::var("CPIS_BENCH_SECONDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10);
-    let backlog: usize = std::env::var("CPIS_BENCH_BACKLOG")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20_000);
+    let seconds: u64 = common::setting("CPIS_BENCH_SECONDS", 10);
+    let backlog: usize = common::setting("CPIS_BENCH_BACKLOG", 20_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

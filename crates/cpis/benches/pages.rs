@@ -18,10 +18,7 @@ use cpis_sqlite::SqliteStore;
 use reqwest::{Client, Method};
 
 fn main() {
-    let requests: usize = std::env::var("CPIS_BENCH_REQUESTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(300);
+    let requests: usize = common::setting("CPIS_BENCH_REQUESTS", 300);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

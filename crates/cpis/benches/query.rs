@@ -22,10 +22,7 @@ use cpis_sqlite::SqliteStore;
 use cpis_store::Store;
 
 fn main() {
-    let seconds: u64 = std::env::var("CPIS_BENCH_SECONDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10);
+    let seconds: u64 = common::setting("CPIS_BENCH_SECONDS", 10);
     // The server gets the runtime's threads; wrk runs beside it on the same 2 cores.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -38,10 +35,7 @@ fn main() {
 /// a durable commit waits for the disk, so throughput is bounded by how many
 /// queries are in flight to share each commit.
 fn connections() -> u32 {
-    std::env::var("CPIS_BENCH_CONNECTIONS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(256)
+    common::setting("CPIS_BENCH_CONNECTIONS", 256)
 }
 
 /// How many distinct children the queries cycle through
@@ -50,10 +44,7 @@ fn connections() -> u32 {
 /// 1,000, a child is seen hundreds of times in a run, which no department
 /// does.
 fn children() -> usize {
-    std::env::var("CPIS_BENCH_CHILDREN")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100_000)
+    common::setting("CPIS_BENCH_CHILDREN", 100_000)
 }
 
 struct Wrk {

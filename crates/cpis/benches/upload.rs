@@ -21,10 +21,7 @@ use cpis_store::Store;
 const LA: &str = "E09000007";
 
 fn main() {
-    let rows: usize = std::env::var("CPIS_BENCH_ROWS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
+    let rows: usize = common::setting("CPIS_BENCH_ROWS", 1_000_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -17,6 +17,15 @@ use cpis_core::{Clock, Cpis, Limits, reference};
 use cpis_domain::LaCode;
 use cpis_store::Store;
 
+/// A benchmark's setting from the environment variable `name`, or
+/// `default` when it is unset or not a number.
+pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Seconds for the sqlite3 shell to import `csv` (no header row unless
 /// `create_table` is `None`, when the first row names the columns) into a
 /// bare table, in WAL mode with synchronous=FULL like the embedded store.
