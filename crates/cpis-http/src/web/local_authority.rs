@@ -24,7 +24,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use uuid::Uuid;
 
 use super::{
-    App, PageError, Section, Viewer, described_by, error_summary, field_error, long_date,
+    App, PageError, Section, Viewer, described_by, error_of, error_summary, field_error, long_date,
     long_time, page, respond, row, table,
 };
 use crate::auth::Caller;
@@ -956,26 +956,20 @@ fn settings_page(
     errors: &[(&str, String)],
     saved: bool,
 ) -> Markup {
-    let error_of = |field: &str| {
-        errors
-            .iter()
-            .find(|(name, _)| *name == field)
-            .map(|(_, message)| message.clone())
-    };
     let input = |id: &'static str,
                  name: &'static str,
                  label: &'static str,
                  hint: &'static str,
                  value: &str,
                  width: &'static str| {
-        let error = error_of(id);
+        let error = error_of(errors, id);
         html! {
             div.nhsuk-form-group."nhsuk-form-group--error"[error.is_some()] {
                 label."nhsuk-label nhsuk-label--s" for=(id) { (label) }
                 @if !hint.is_empty() {
                     div.nhsuk-hint id={ (id) "-hint" } { (hint) }
                 }
-                (field_error(id, error.as_deref()))
+                (field_error(id, error))
                 input class={ "nhsuk-input " (width) @if error.is_some() { " nhsuk-input--error" } } id=(id) name=(name) type="text" value=(value)
                     aria-describedby=[described_by(id, !hint.is_empty(), error.is_some())];
             }

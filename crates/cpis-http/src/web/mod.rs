@@ -529,6 +529,14 @@ pub(crate) fn described_by(id: &str, hint: bool, error: bool) -> Option<String> 
     }
 }
 
+/// The message for `field` among a form's `errors`, if it has one.
+pub(crate) fn error_of<'a>(errors: &'a [(&str, String)], field: &str) -> Option<&'a str> {
+    errors
+        .iter()
+        .find(|(name, _)| *name == field)
+        .map(|(_, message)| message.as_str())
+}
+
 /// The NHS.UK error summary, linking to the field at fault.
 pub(crate) fn error_summary(errors: &[(&str, String)]) -> Markup {
     html! {

@@ -17,8 +17,8 @@ use time::Date;
 use tower_http::request_id::RequestId;
 
 use super::{
-    App, Care, PageError, Section, Viewer, care_card, described_by, error_summary, field_error,
-    long_time, page, respond, row, table,
+    App, Care, PageError, Section, Viewer, care_card, described_by, error_of, error_summary,
+    field_error, long_time, page, respond, row, table,
 };
 use crate::auth::Caller;
 use crate::fhir::request_id;
@@ -204,30 +204,24 @@ fn report_page(
     errors: &[(&'static str, String)],
     found: Option<(Date, Date, cpis_core::reports::ReportPage)>,
 ) -> Markup {
-    let error_of = |field: &str| {
-        errors
-            .iter()
-            .find(|(name, _)| *name == field)
-            .map(|(_, message)| message.clone())
-    };
     let by = if form.by.is_empty() {
         "nhs_number"
     } else {
         form.by.as_str()
     };
     let date_field = |id: &'static str, label: &'static str, value: &str| {
-        let error = error_of(id);
+        let error = error_of(errors, id);
         html! {
             div."nhsuk-grid-column-one-half" {
                 div.nhsuk-form-group."nhsuk-form-group--error"[error.is_some()] {
                     label."nhsuk-label nhsuk-label--s" for=(id) { (label) }
-                    (field_error(id, error.as_deref()))
+                    (field_error(id, error))
                     input class={ "nhsuk-input nhsuk-input--width-10" @if error.is_some() { " nhsuk-input--error" } } id=(id) name=(id) type="date" value=(value) aria-describedby=[described_by(id, false, error.is_some())];
                 }
             }
         }
     };
-    let subject_error = error_of("subject");
+    let subject_error = error_of(errors, "subject");
     let title = if errors.is_empty() {
         "Access reports"
     } else {
@@ -254,7 +248,7 @@ fn report_page(
             }
             div.nhsuk-form-group."nhsuk-form-group--error"[subject_error.is_some()] {
                 label."nhsuk-label nhsuk-label--s" for="subject" { "NHS number, user ID or ODS code" }
-                (field_error("subject", subject_error.as_deref()))
+                (field_error("subject", subject_error))
                 input class={ "nhsuk-input nhsuk-input--width-20" @if subject_error.is_some() { " nhsuk-input--error" } } id="subject" name="subject" type="text" spellcheck="false" value=(form.subject) aria-describedby=[described_by("subject", false, subject_error.is_some())];
             }
             div.nhsuk-grid-row {
