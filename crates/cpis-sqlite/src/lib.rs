@@ -17,7 +17,7 @@ use cpis_domain::{
     AccessRecord, Attendance, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan,
     format_iso_date,
 };
-use cpis_store::encoding::from_micros;
+use cpis_store::encoding::{corrupt, from_micros};
 use cpis_store::log::{
     self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord, ReportRecord, RetentionRecord,
 };
@@ -210,15 +210,17 @@ impl SqliteStore {
         )
         .db()?;
         tune(&mut conn)?;
-        // The writer's own: every job runs in a savepoint, and a group's
-        // savepoint journal outgrew SQLite's in-memory limit and went to a
-        // temporary file; and a page cache large enough for the indexes
-        // every look writes to.
+        // The writer's own: a group run again with a savepoint per job (see
+        // `writer`) keeps its savepoint journal in memory, where it had
+        // outgrown SQLite's limit and gone to a temporary file; and a page
+        // cache large enough for the indexes every look writes to.
         conn.execute_batch(
             "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;",
         )
         .db()?;
         migrations::apply(&mut conn)?;
+        // From here the syncer makes each commit durable (see `writer`).
+        conn.execute_batch("PRAGMA synchronous = NORMAL;").db()?;
         let checkpointing = Arc::new(AtomicBool::new(true));
         let restart = Arc::new(AtomicBool::new(false));
         checkpoint_in_background(
@@ -228,9 +230,22 @@ impl SqliteStore {
             restart.clone(),
         )?;
         let (jobs, queue) = tokio::sync::mpsc::channel(writer::QUEUE_DEPTH);
+        let (committed, to_sync) = std::sync::mpsc::channel();
+        let sync_failed = Arc::new(AtomicBool::new(false));
+        // The WAL as SQLite named it, after following any symbolic links;
+        // it exists now, since the writer's connection has read in WAL mode.
+        let wal_name = PathBuf::from(format!("{}-wal", conn.path().unwrap_or_default()));
+        let wal = std::fs::File::open(&wal_name).map_err(|error| {
+            StoreError::Unavailable(format!("cannot open {}: {error}", wal_name.display()))
+        })?;
+        let syncer_failed = sync_failed.clone();
+        std::thread::Builder::new()
+            .name("cpis-sqlite-syncer".into())
+            .spawn(move || writer::run_syncer(wal, &wal_name, to_sync, &syncer_failed))
+            .map_err(|error| StoreError::Backend(Box::new(error)))?;
         std::thread::Builder::new()
             .name("cpis-sqlite-writer".into())
-            .spawn(move || writer::run_writer(conn, queue, &restart))
+            .spawn(move || writer::run_writer(conn, queue, &committed, &restart, &sync_failed))
             .map_err(|error| StoreError::Backend(Box::new(error)))?;
         Ok(SqliteStore {
             path,
@@ -517,18 +532,34 @@ impl Store for SqliteStore {
         outbox: Vec<OutboxItem>,
         alerts: Vec<RepeatAlert>,
     ) -> StoreResult<u64> {
-        // Hashed here, off the writer thread that every write waits for.
+        // Hashed and serialised here, off the writer thread that every write
+        // waits for.
         #[cfg(not(feature = "bench-without-log"))]
         let leaf = log::access_leaf_hash(&record);
+        let returned = serde_json::to_string(&record.returned).map_err(corrupt)?;
+        let outbox: Vec<(OutboxItem, String)> = outbox
+            .into_iter()
+            .map(|item| {
+                let payload = item.payload.to_string();
+                (item, payload)
+            })
+            .collect();
+        let alerts: Vec<(RepeatAlert, String)> = alerts
+            .into_iter()
+            .map(|alert| {
+                let payload = alert.item.payload.to_string();
+                (alert, payload)
+            })
+            .collect();
         write(&self.jobs, move |conn| {
-            rows::insert_access(conn, &record)?;
+            rows::insert_access(conn, &record, &returned)?;
             #[cfg(not(feature = "bench-without-log"))]
             rows::insert_leaf(conn, LogKind::Access, record.id, &leaf)?;
-            for item in &outbox {
-                rows::insert_outbox(conn, item)?;
+            for (item, payload) in &outbox {
+                rows::insert_outbox(conn, item, payload)?;
             }
             let mut written = 0;
-            for alert in &alerts {
+            for (alert, payload) in &alerts {
                 // Takes the window only if the last alert is old enough;
                 // otherwise changes nothing, and no item is written.
                 let took = conn
@@ -546,7 +577,7 @@ impl Store for SqliteStore {
                     ])
                     .db()?;
                 if took > 0 {
-                    rows::insert_outbox(conn, &alert.item)?;
+                    rows::insert_outbox(conn, &alert.item, payload)?;
                     written += 1;
                 }
             }
@@ -804,7 +835,7 @@ impl Store for SqliteStore {
         batch: Option<PlanBatch>,
     ) -> StoreResult<UploadRecord> {
         write(&self.jobs, move |conn| {
-            let mut upload = upload;
+            let mut upload = upload.clone();
             if let Some(batch) = &batch {
                 upload.withdrawn = rows::apply_plans(conn, batch)?.withdrawn;
             }
@@ -1171,7 +1202,7 @@ impl Store for SqliteStore {
 
     async fn apply_retention(&self, retention: RetentionRecord) -> StoreResult<RetentionRecord> {
         write(&self.jobs, move |conn| {
-            let mut retention = retention;
+            let mut retention = retention.clone();
             retention.removed_access = conn
                 .prepare_cached("DELETE FROM access_log WHERE id < ?1")
                 .db()?

@@ -279,8 +279,13 @@ pub(crate) fn access_at(row: &Row<'_>, o: usize) -> rusqlite::Result<StoreResult
     })())
 }
 
-pub(crate) fn insert_access(conn: &Connection, record: &AccessRecord) -> StoreResult<()> {
-    let returned = serde_json::to_string(&record.returned).map_err(corrupt)?;
+/// Writes `record`, with what it returned already as JSON (`returned_json`),
+/// serialised by the caller off the writer thread.
+pub(crate) fn insert_access(
+    conn: &Connection,
+    record: &AccessRecord,
+    returned_json: &str,
+) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO access_log (id, at, nhs_number, user_id, user_name, role_code, role_name,
              activity_code, organisation_code, organisation_name, setting_type, unscheduled,
@@ -301,7 +306,7 @@ pub(crate) fn insert_access(conn: &Connection, record: &AccessRecord) -> StoreRe
         record.organisation_name,
         record.setting_type.code(),
         record.unscheduled,
-        returned,
+        returned_json,
         record.request_id,
     ])
     .db()?;
@@ -408,7 +413,13 @@ pub(crate) fn checkpoint(row: &Row<'_>) -> rusqlite::Result<StoreResult<Checkpoi
     })())
 }
 
-pub(crate) fn insert_outbox(conn: &Connection, item: &OutboxItem) -> StoreResult<()> {
+/// Writes `item`, with its payload already as JSON (`payload_json`),
+/// serialised by the caller off the writer thread.
+pub(crate) fn insert_outbox(
+    conn: &Connection,
+    item: &OutboxItem,
+    payload_json: &str,
+) -> StoreResult<()> {
     let created_at = micros(item.created_at);
     conn.prepare_cached("UPDATE outbox_counter SET last = last + 1 WHERE id = 1")
         .db()?
@@ -426,7 +437,7 @@ pub(crate) fn insert_outbox(conn: &Connection, item: &OutboxItem) -> StoreResult
         item.id.to_string(),
         item.la.as_str(),
         item.kind.code(),
-        item.payload.to_string(),
+        payload_json,
         created_at,
         item.attempts,
     ])

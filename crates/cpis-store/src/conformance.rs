@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
             reports_list_accesses_by_child_user_or_organisation,
             retention_removes_old_records_and_keeps_their_leaves,
             concurrent_writes_all_land,
+            a_failed_write_among_concurrent_ones_fails_alone,
             meta_round_trips,
             ephemeral_entries_expire_and_are_taken_once,
             la_clients_round_trip,
@@ -1463,6 +1464,47 @@ pub async fn concurrent_writes_all_land<S: Store>(store: Arc<S>) {
     let recent = store.recent_unscheduled_accesses(child, 100).await.unwrap();
     assert_eq!(recent.len(), 64);
     assert!(recent.windows(2).all(|pair| pair[0].at >= pair[1].at));
+}
+
+/// Writes sent together may share one transaction; each failing one (here,
+/// every eighth, reusing a committed outbox item's id after its access
+/// record is written) must leave nothing, and every other must land.
+pub async fn a_failed_write_among_concurrent_ones_fails_alone<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let taken = outbox_item("E09000007", AT);
+    store
+        .record_access(
+            test_access(test_nhs_number(800), AT, true),
+            vec![taken.clone()],
+            vec![],
+        )
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (1..=64)
+        .map(|i| {
+            let store = store.clone();
+            let item = if i % 8 == 0 {
+                taken.clone()
+            } else {
+                outbox_item("E09000007", AT)
+            };
+            tokio::spawn(async move {
+                let child = test_nhs_number(800 + i);
+                let written = store
+                    .record_access(test_access(child, AT, true), vec![item], vec![])
+                    .await;
+                (i, child, written.is_ok())
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, child, written) = task.await.unwrap();
+        assert_eq!(written, i % 8 != 0, "write {i}");
+        let kept = store.recent_unscheduled_accesses(child, 10).await.unwrap();
+        assert_eq!(kept.len(), usize::from(written), "write {i}");
+    }
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.access_records, 1 + 56);
 }
 
 pub async fn meta_round_trips<S: Store>(store: Arc<S>) {
