@@ -2,8 +2,8 @@
 //!
 //! SQLite allows one writer at a time, and a durable commit costs an fsync.
 //! So every write is a job sent to one thread, which runs whatever jobs are
-//! waiting in one transaction and commits them together with one fsync. A
-//! job's caller hears back only after that commit.
+//! waiting in one transaction and commits them together, made durable by
+//! one fsync of the WAL. A job's caller hears back only after that fsync.
 //!
 //! The commit does not wait for the disk. The writer's connection runs with
 //! `synchronous = NORMAL`, so SQLite writes a commit's WAL frames without an
@@ -20,7 +20,7 @@
 //!
 //! A failing job must roll back alone. A savepoint per job would do that,
 //! but it copies every page a job touches into a statement journal, which
-//! was a tenth of the writer's time under the clinician's query. So a group
+//! took 12% of the writer's time under the clinician's query. So a group
 //! first runs without savepoints; only if one of its jobs fails is the whole
 //! transaction rolled back and the group run again, each job inside a
 //! savepoint of its own. Jobs are therefore written to be run more than once
@@ -42,8 +42,9 @@ const MAX_GROUP: usize = 512;
 /// How many jobs may wait for the writer before callers wait to send.
 pub(crate) const QUEUE_DEPTH: usize = 8192;
 
-/// Runs a statement kept prepared: every job opens and closes a savepoint,
-/// and parsing them afresh showed in a profile of the query.
+/// Runs a statement kept prepared: every group begins and commits, and a
+/// group run again opens and closes a savepoint per job; parsing them
+/// afresh showed in a profile of the query.
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
