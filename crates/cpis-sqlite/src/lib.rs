@@ -128,14 +128,18 @@ pub struct SqliteSettings {
 }
 
 impl Default for SqliteSettings {
-    /// 16,384 frames, 64 MiB: at a steady 5,000 looks a second, a restart
-    /// about every 0.6 s, each holding the writer for 15 to 25 ms on this
-    /// machine (`cargo xtask bench query`). Larger limits made each restart
-    /// slower (50 to 80 ms at 1 GiB) and smaller ones did not make it
-    /// quicker (4,096 frames: 15 to 25 ms, every 0.2 s).
+    /// 262,144 frames, 1 GiB of disk at most. A restart holds the writer,
+    /// and every look queued behind it, for 4 to 60 ms on this machine
+    /// (it copies what came since the last checkpoint and syncs the
+    /// database file), so the fewer the better. At a steady 5,000 looks a
+    /// second a 64 MiB limit meant a restart every 0.4 to 0.5 s and a p99
+    /// of 25 to 42 ms; at 1 GiB, one restart in 8 s and a p99 of 14 to 17
+    /// ms (`cargo xtask bench query`, 2026-11-25, three runs of each).
+    /// Only sustained load reaches the limit: SQLite starts the WAL again
+    /// by itself when a write finds it all copied back and no reader in it.
     fn default() -> Self {
         SqliteSettings {
-            wal_restart_frames: 16_384,
+            wal_restart_frames: 262_144,
         }
     }
 }
@@ -231,21 +235,23 @@ impl SqliteStore {
         )?;
         let (jobs, queue) = tokio::sync::mpsc::channel(writer::QUEUE_DEPTH);
         let (committed, to_sync) = std::sync::mpsc::channel();
-        let sync_failed = Arc::new(AtomicBool::new(false));
+        let handoff = Arc::new(writer::Handoff::default());
         // The WAL as SQLite named it, after following any symbolic links;
         // it exists now, since the writer's connection has read in WAL mode.
         let wal_name = PathBuf::from(format!("{}-wal", conn.path().unwrap_or_default()));
         let wal = std::fs::File::open(&wal_name).map_err(|error| {
             StoreError::Unavailable(format!("cannot open {}: {error}", wal_name.display()))
         })?;
-        let syncer_failed = sync_failed.clone();
+        let (syncer_handoff, writer_queue) = (handoff.clone(), jobs.downgrade());
         std::thread::Builder::new()
             .name("cpis-sqlite-syncer".into())
-            .spawn(move || writer::run_syncer(wal, &wal_name, to_sync, &syncer_failed))
+            .spawn(move || {
+                writer::run_syncer(wal, &wal_name, to_sync, &syncer_handoff, &writer_queue);
+            })
             .map_err(|error| StoreError::Backend(Box::new(error)))?;
         std::thread::Builder::new()
             .name("cpis-sqlite-writer".into())
-            .spawn(move || writer::run_writer(conn, queue, &committed, &restart, &sync_failed))
+            .spawn(move || writer::run_writer(conn, queue, &committed, &handoff, &restart))
             .map_err(|error| StoreError::Backend(Box::new(error)))?;
         Ok(SqliteStore {
             path,

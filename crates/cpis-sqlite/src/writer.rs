@@ -1,17 +1,20 @@
 //! The single writer thread and its group commit.
 //!
 //! SQLite allows one writer at a time, and a durable commit costs an fsync.
-//! So every write is a job sent to one thread, which runs whatever jobs are
-//! waiting in one transaction and commits them together, made durable by
-//! one fsync of the WAL. A job's caller hears back only after that fsync.
+//! So every write is a job sent to one thread, which runs each job as it
+//! arrives in an open transaction and commits the jobs it has run together,
+//! made durable by one fsync of the WAL. A job's caller hears back only
+//! after that fsync.
 //!
 //! The commit does not wait for the disk. The writer's connection runs with
 //! `synchronous = NORMAL`, so SQLite writes a commit's WAL frames without an
 //! fsync, and hands the group to the syncer thread, which `fdatasync`s the
 //! WAL file and only then answers the group's callers. The writer meanwhile
-//! runs the next group: the disk's flush and the next group's work overlap,
-//! where with `synchronous = FULL` the writer sat in the flush for most of
-//! each commit. NORMAL keeps SQLite's own syncs of the WAL header at a
+//! runs the jobs that come next, and commits them when the syncer is idle
+//! again: the disk's flush and the next group's work overlap (with
+//! `synchronous = FULL` the writer sat in the flush for most of each
+//! commit), and a slow flush makes the next group larger, not its commits
+//! more frequent. NORMAL keeps SQLite's own syncs of the WAL header at a
 //! restart and of both files at a checkpoint, so a crash cannot corrupt the
 //! database; and no caller hears of a commit before a sync that began after
 //! it. Other connections may read a commit a moment before it is durable.
@@ -29,7 +32,7 @@
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use cpis_store::{StoreError, StoreResult};
 use rusqlite::Connection;
@@ -69,7 +72,24 @@ pub(crate) trait Job: Send {
     fn finish(self: Box<Self>, failed: Result<(), &str>);
 }
 
-pub(crate) type JobSender = mpsc::Sender<Box<dyn Job>>;
+/// What the writer's queue carries.
+pub(crate) enum ToWriter {
+    Job(Box<dyn Job>),
+    /// The syncer has answered every group handed to it: the writer may
+    /// commit what it has run since.
+    SyncerIdle,
+}
+
+pub(crate) type JobSender = mpsc::Sender<ToWriter>;
+
+/// What the writer and the syncer share.
+#[derive(Default)]
+pub(crate) struct Handoff {
+    /// Groups committed and handed to the syncer, not yet answered.
+    in_syncer: AtomicUsize,
+    /// Set when a sync has failed: the store takes no more writes.
+    sync_failed: AtomicBool,
+}
 
 struct WriteJob<T, F> {
     work: F,
@@ -134,7 +154,7 @@ where
         outcome: None,
         reply: Some(reply),
     };
-    jobs.send(Box::new(job))
+    jobs.send(ToWriter::Job(Box::new(job)))
         .await
         .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
     answer
@@ -146,53 +166,118 @@ where
 pub(crate) type Committed = std::sync::mpsc::Sender<Vec<Box<dyn Job>>>;
 
 /// The writer thread's loop: runs until every sender is dropped.
+///
+/// Each job runs as soon as it arrives, in the transaction left open for
+/// the next commit. The writer commits when nothing more is waiting and the
+/// syncer is idle (or the group is full), so one commit takes every job run
+/// during the syncer's previous flush. Committing each batch as it came
+/// wrote the pages every look shares (the ends of the access log, the
+/// outbox and their indexes) once per small commit: about eight WAL frames
+/// a look at 5,000 looks a second, so the WAL filled, and was restarted
+/// with the writer held, every 0.4 s.
 pub(crate) fn run_writer(
     mut conn: Connection,
-    mut jobs: mpsc::Receiver<Box<dyn Job>>,
+    mut queue: mpsc::Receiver<ToWriter>,
     committed: &Committed,
+    handoff: &Handoff,
     restart: &AtomicBool,
-    sync_failed: &AtomicBool,
 ) {
-    while let Some(first) = jobs.blocking_recv() {
-        let mut group = Vec::with_capacity(16);
-        group.push(first);
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+    // Jobs run in the open transaction and not yet committed.
+    let mut open: Vec<Box<dyn Job>> = Vec::new();
+    loop {
+        let syncer_busy = handoff.in_syncer.load(Ordering::Acquire) > 0;
+        let message = if open.is_empty() || (syncer_busy && open.len() < MAX_GROUP) {
+            queue.blocking_recv()
+        } else if open.len() >= MAX_GROUP {
+            None
+        } else {
+            queue.try_recv().ok()
+        };
+        match message {
+            Some(ToWriter::Job(job)) => run_bare(&conn, &mut open, job, committed, handoff),
+            Some(ToWriter::SyncerIdle) => {}
+            None if open.is_empty() => break,
+            None => {
+                commit(&conn, std::mem::take(&mut open), committed, handoff);
+                if restart.swap(false, Ordering::Relaxed) && !restart_wal(&mut conn) {
+                    restart.store(true, Ordering::Relaxed);
+                }
             }
         }
-        if sync_failed.load(Ordering::Acquire) {
-            let why = format!("the write was not run: {SYNC_FAILED}");
-            for job in group {
+    }
+}
+
+/// Runs `job` bare in the open transaction (beginning one if need be). If
+/// it fails, the transaction is rolled back and every job in it run again
+/// alone, each in a savepoint, and committed at once.
+fn run_bare(
+    conn: &Connection,
+    open: &mut Vec<Box<dyn Job>>,
+    mut job: Box<dyn Job>,
+    committed: &Committed,
+    handoff: &Handoff,
+) {
+    if handoff.sync_failed.load(Ordering::Acquire) {
+        job.finish(Err(&format!("the write was not run: {SYNC_FAILED}")));
+        return;
+    }
+    if open.is_empty()
+        && let Err(error) = run_cached(conn, "BEGIN IMMEDIATE")
+    {
+        job.finish(Err(&format!("the write was not committed: {error}")));
+        return;
+    }
+    let ran = job.run(conn, false);
+    open.push(job);
+    let failed = match ran {
+        Ran::Done if conn.is_autocommit() => Err("a write ended the group's transaction".into()),
+        Ran::Done => return,
+        // A failure may have ended the transaction already.
+        _ if !conn.is_autocommit() => conn
+            .execute_batch("ROLLBACK")
+            .map_err(|error| error.to_string())
+            .and_then(|()| run_alone(conn, open)),
+        _ => run_alone(conn, open),
+    };
+    match failed {
+        Ok(()) => commit(conn, std::mem::take(open), committed, handoff),
+        Err(why) => {
+            tracing::error!(jobs = open.len(), error = %why, "a group of writes was rolled back");
+            let why = format!("the write was not committed: {why}");
+            for job in open.drain(..) {
                 job.finish(Err(&why));
             }
-            continue;
         }
-        match commit_group(&conn, &mut group) {
-            Ok(()) => {
-                if let Err(unsent) = committed.send(group) {
-                    tracing::error!(
-                        "the database's syncer has stopped; the store takes no more writes"
-                    );
-                    sync_failed.store(true, Ordering::Release);
-                    for job in unsent.0 {
-                        job.finish(Err(
-                            "the write was committed but may not be durable: the database's syncer has stopped",
-                        ));
-                    }
-                }
-            }
-            Err(why) => {
-                tracing::error!(jobs = group.len(), error = %why, "a group of writes was rolled back");
-                let why = format!("the write was not committed: {why}");
-                for job in group {
-                    job.finish(Err(&why));
-                }
-            }
+    }
+}
+
+/// Commits the open transaction and hands its jobs to the syncer.
+fn commit(conn: &Connection, group: Vec<Box<dyn Job>>, committed: &Committed, handoff: &Handoff) {
+    let failed = if handoff.sync_failed.load(Ordering::Acquire) {
+        Some(format!("the write was not committed: {SYNC_FAILED}"))
+    } else {
+        run_cached(conn, "COMMIT")
+            .err()
+            .map(|error| format!("the write was not committed: {error}"))
+    };
+    if let Some(why) = failed {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
         }
-        if restart.swap(false, Ordering::Relaxed) && !restart_wal(&mut conn) {
-            restart.store(true, Ordering::Relaxed);
+        tracing::error!(jobs = group.len(), error = %why, "a group of writes was rolled back");
+        for job in group {
+            job.finish(Err(&why));
+        }
+        return;
+    }
+    handoff.in_syncer.fetch_add(1, Ordering::AcqRel);
+    if let Err(unsent) = committed.send(group) {
+        tracing::error!("the database's syncer has stopped; the store takes no more writes");
+        handoff.sync_failed.store(true, Ordering::Release);
+        for job in unsent.0 {
+            job.finish(Err(
+                "the write was committed but may not be durable: the database's syncer has stopped",
+            ));
         }
     }
 }
@@ -200,27 +285,34 @@ pub(crate) fn run_writer(
 const SYNC_FAILED: &str = "an earlier sync of the database's WAL failed; restart the service";
 
 /// The syncer thread's loop: makes each committed group durable, together
-/// with every other group waiting by then, and answers their callers.
-/// Runs until the writer stops. `wal` is the WAL file as SQLite named it
-/// (`wal_name`), opened while the writer's connection held it open, which
-/// SQLite never deletes or replaces until that connection closes.
+/// with every other group waiting by then, and answers their callers; when
+/// none is left it tells the writer, which may be holding a commit back
+/// for it. Runs until the writer stops. `wal` is the WAL file as SQLite
+/// named it (`wal_name`), opened while the writer's connection held it
+/// open, which SQLite never deletes or replaces until that connection
+/// closes. `writer` is weak, so that it does not keep the writer's queue
+/// open when the store is dropped.
 pub(crate) fn run_syncer(
     wal: File,
     wal_name: &Path,
     groups: std::sync::mpsc::Receiver<Vec<Box<dyn Job>>>,
-    sync_failed: &AtomicBool,
+    handoff: &Handoff,
+    writer: &mpsc::WeakSender<ToWriter>,
 ) {
+    let _stopped = SyncerStopped { handoff, writer };
     while let Ok(mut durable) = groups.recv() {
+        let mut taken = 1;
         while let Ok(more) = groups.try_recv() {
             durable.extend(more);
+            taken += 1;
         }
-        let synced = if sync_failed.load(Ordering::Acquire) {
+        let synced = if handoff.sync_failed.load(Ordering::Acquire) {
             Err(SYNC_FAILED.to_owned())
         } else {
             wal.sync_data().map_err(|error| {
                 let error = format!("cannot sync {}: {error}", wal_name.display());
                 tracing::error!(%error, "the WAL could not be synced; the store takes no more writes");
-                sync_failed.store(true, Ordering::Release);
+                handoff.sync_failed.store(true, Ordering::Release);
                 error
             })
         };
@@ -228,6 +320,33 @@ pub(crate) fn run_syncer(
             synced.map_err(|why| format!("the write was committed but may not be durable: {why}"));
         for job in durable {
             job.finish(failed.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+        if handoff.in_syncer.fetch_sub(taken, Ordering::AcqRel) == taken
+            && let Some(writer) = writer.upgrade()
+        {
+            // A full queue holds jobs, and the writer looks again after each.
+            let _ = writer.try_send(ToWriter::SyncerIdle);
+        }
+    }
+}
+
+/// Tells the writer when the syncer stops: were it to stop by a panic, the
+/// writer would otherwise hold its next commit back for it forever, and
+/// every write would wait. The store then takes no more writes.
+struct SyncerStopped<'a> {
+    handoff: &'a Handoff,
+    writer: &'a mpsc::WeakSender<ToWriter>,
+}
+
+impl Drop for SyncerStopped<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the database's syncer has stopped; the store takes no more writes");
+            self.handoff.sync_failed.store(true, Ordering::Release);
+        }
+        self.handoff.in_syncer.store(0, Ordering::Release);
+        if let Some(writer) = self.writer.upgrade() {
+            let _ = writer.try_send(ToWriter::SyncerIdle);
         }
     }
 }
@@ -263,44 +382,17 @@ fn restart_wal(conn: &mut Connection) -> bool {
     }
 }
 
-fn commit_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), String> {
-    if !run_group(conn, group, false)? {
-        run_group(conn, group, true)?;
-    }
-    if let Err(error) = run_cached(conn, "COMMIT") {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(error.to_string());
-    }
-    Ok(())
-}
-
-/// Opens a transaction and runs the group in it, each job `alone` in a
-/// savepoint or all bare. Returns `Ok(false)`, with the transaction rolled
-/// back, when a bare job failed and the group must be run again alone.
-fn run_group(conn: &Connection, group: &mut [Box<dyn Job>], alone: bool) -> Result<bool, String> {
+/// Opens a transaction and runs the group in it again, each job alone in a
+/// savepoint, so that a failing job rolls back only its own writes.
+fn run_alone(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), String> {
     run_cached(conn, "BEGIN IMMEDIATE").map_err(|error| error.to_string())?;
     for job in group.iter_mut() {
-        match job.run(conn, alone) {
-            Ran::Done if !alone && conn.is_autocommit() => {
-                return Err("a write ended the group's transaction".into());
-            }
-            Ran::Done => {}
-            Ran::Failed if alone => {}
-            Ran::Failed => {
-                // A failure may have ended the transaction already.
-                if !conn.is_autocommit() {
-                    conn.execute_batch("ROLLBACK")
-                        .map_err(|error| error.to_string())?;
-                }
-                return Ok(false);
-            }
-            Ran::Broken => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err("a savepoint could not be closed".into());
-            }
+        if job.run(conn, true) == Ran::Broken {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err("a savepoint could not be closed".into());
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 fn unavailable(error: &rusqlite::Error) -> StoreError {
@@ -325,21 +417,169 @@ mod tests {
     }
 
     /// Runs the syncer on `wal` over `groups` of jobs sent before it starts,
-    /// and returns each job's answer.
-    fn sync(wal: File, groups: usize, failed: &AtomicBool) -> Vec<StoreResult<()>> {
+    /// and returns each job's answer, and whether the syncer told the writer
+    /// it was idle.
+    fn sync(wal: File, groups: usize, handoff: &Handoff) -> (Vec<StoreResult<()>>, bool) {
         let (committed, to_sync) = std::sync::mpsc::channel();
         let mut answers = Vec::new();
         for _ in 0..groups {
             let (job, answer) = job();
+            handoff.in_syncer.fetch_add(1, Ordering::AcqRel);
             committed.send(vec![job]).unwrap();
             answers.push(answer);
         }
         drop(committed);
-        run_syncer(wal, Path::new("cpis.db-wal"), to_sync, failed);
-        answers
+        let (writer, mut queue) = mpsc::channel(1);
+        run_syncer(
+            wal,
+            Path::new("cpis.db-wal"),
+            to_sync,
+            handoff,
+            &writer.downgrade(),
+        );
+        let answers = answers
             .into_iter()
             .map(|mut answer| answer.try_recv().unwrap())
+            .collect();
+        let idle = matches!(queue.try_recv(), Ok(ToWriter::SyncerIdle));
+        (answers, idle)
+    }
+
+    /// A job inserting `n` into the table `t`, refused if `n` is negative.
+    fn insert(n: i64) -> (Box<dyn Job>, oneshot::Receiver<StoreResult<()>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = WriteJob {
+            work: move |conn: &Connection| {
+                if n < 0 {
+                    return Err(StoreError::Conflict(format!("{n} is refused")));
+                }
+                conn.execute("INSERT INTO t (n) VALUES (?1)", [n])
+                    .map(|_| ())
+                    .map_err(|error| unavailable(&error))
+            },
+            outcome: None,
+            reply: Some(reply),
+        };
+        (Box::new(job), answer)
+    }
+
+    /// What another connection sees committed in `t`.
+    fn committed_rows(path: &Path) -> Vec<i64> {
+        let conn = Connection::open(path).unwrap();
+        let mut select = conn.prepare("SELECT n FROM t ORDER BY n").unwrap();
+        select
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
             .collect()
+    }
+
+    /// While the syncer flushes one commit, the writer runs the jobs that
+    /// arrive but holds their commit back until it hears the syncer is
+    /// idle, then commits them as one group. A job failing meanwhile is
+    /// rolled back alone, and what ran with it is committed at once.
+    #[test]
+    fn jobs_arriving_during_a_sync_are_committed_together_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("writer.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER NOT NULL);")
+            .unwrap();
+        let (jobs, queue) = mpsc::channel(16);
+        let (committed, to_sync) = std::sync::mpsc::channel();
+        let handoff = std::sync::Arc::new(Handoff::default());
+        let writer = std::thread::spawn({
+            let handoff = handoff.clone();
+            move || run_writer(conn, queue, &committed, &handoff, &AtomicBool::new(false))
+        });
+        let send = |(job, answer): (Box<dyn Job>, oneshot::Receiver<StoreResult<()>>)| {
+            jobs.blocking_send(ToWriter::Job(job)).unwrap();
+            answer
+        };
+        let wait = std::time::Duration::from_secs(10);
+
+        // The syncer is idle: the first job is committed alone, at once.
+        send(insert(1));
+        let flushing = to_sync.recv_timeout(wait).unwrap();
+        assert_eq!(flushing.len(), 1);
+
+        // Two more arrive while that group is being flushed.
+        send(insert(2));
+        send(insert(3));
+        assert!(
+            to_sync
+                .recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "nothing is committed while the syncer is busy"
+        );
+        assert_eq!(committed_rows(&path), [1]);
+
+        // The flush ends: both are committed together.
+        handoff.in_syncer.fetch_sub(1, Ordering::AcqRel);
+        jobs.blocking_send(ToWriter::SyncerIdle).unwrap();
+        let flushing = to_sync.recv_timeout(wait).unwrap();
+        assert_eq!(flushing.len(), 2);
+        assert_eq!(committed_rows(&path), [1, 2, 3]);
+
+        // During that flush, one job runs well and the next fails.
+        send(insert(4));
+        let refused = send(insert(-1));
+        let group = to_sync.recv_timeout(wait).unwrap();
+        assert_eq!(group.len(), 2, "a failure commits what ran before it");
+        assert_eq!(committed_rows(&path), [1, 2, 3, 4]);
+        for job in group {
+            job.finish(Ok(()));
+        }
+        assert!(matches!(
+            refused.blocking_recv().unwrap(),
+            Err(StoreError::Conflict(why)) if why.contains("refused")
+        ));
+
+        drop(jobs);
+        writer.join().unwrap();
+    }
+
+    /// A job whose caller cannot be told: it makes the syncer panic.
+    struct Unanswerable;
+
+    impl Job for Unanswerable {
+        fn run(&mut self, _: &Connection, _: bool) -> Ran {
+            Ran::Done
+        }
+        fn finish(self: Box<Self>, _: Result<(), &str>) {
+            panic!("the caller cannot be told");
+        }
+    }
+
+    /// A syncer that stops by a panic tells the writer, which would
+    /// otherwise hold its next commit back for it forever, and the store
+    /// takes no more writes.
+    #[test]
+    fn a_syncer_that_panics_stops_the_store_taking_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let handoff = std::sync::Arc::new(Handoff::default());
+        let (committed, to_sync) = std::sync::mpsc::channel();
+        handoff.in_syncer.fetch_add(1, Ordering::AcqRel);
+        committed
+            .send(vec![Box::new(Unanswerable) as Box<dyn Job>])
+            .unwrap();
+        let (writer, mut queue) = mpsc::channel(1);
+        let syncer = std::thread::spawn({
+            let (handoff, wal) = (handoff.clone(), wal_file(dir.path()));
+            move || {
+                run_syncer(
+                    wal,
+                    Path::new("cpis.db-wal"),
+                    to_sync,
+                    &handoff,
+                    &writer.downgrade(),
+                )
+            }
+        });
+        assert!(syncer.join().is_err());
+        assert!(handoff.sync_failed.load(Ordering::Acquire));
+        assert_eq!(handoff.in_syncer.load(Ordering::Acquire), 0);
+        assert!(matches!(queue.try_recv(), Ok(ToWriter::SyncerIdle)));
     }
 
     fn wal_file(dir: &Path) -> File {
@@ -351,10 +591,12 @@ mod tests {
     #[test]
     fn a_committed_group_is_answered_once_its_wal_is_synced() {
         let dir = tempfile::tempdir().unwrap();
-        let failed = AtomicBool::new(false);
-        let answers = sync(wal_file(dir.path()), 3, &failed);
+        let handoff = Handoff::default();
+        let (answers, idle) = sync(wal_file(dir.path()), 3, &handoff);
         assert!(answers.iter().all(Result::is_ok));
-        assert!(!failed.load(Ordering::Acquire));
+        assert!(!handoff.sync_failed.load(Ordering::Acquire));
+        assert_eq!(handoff.in_syncer.load(Ordering::Acquire), 0);
+        assert!(idle, "the writer is told it may commit");
     }
 
     /// A WAL that cannot be synced (here a pipe, which `fdatasync` refuses)
@@ -364,14 +606,14 @@ mod tests {
     fn a_failed_sync_fails_its_callers_and_every_later_write() {
         let (unsyncable, _writer) = std::io::pipe().unwrap();
         let unsyncable = File::from(std::os::fd::OwnedFd::from(unsyncable));
-        let failed = AtomicBool::new(false);
-        let answers = sync(unsyncable, 2, &failed);
+        let handoff = Handoff::default();
+        let (answers, _) = sync(unsyncable, 2, &handoff);
         assert!(answers.iter().all(|answer| matches!(answer,
             Err(StoreError::Unavailable(why)) if why.contains("may not be durable"))));
-        assert!(failed.load(Ordering::Acquire));
+        assert!(handoff.sync_failed.load(Ordering::Acquire));
 
         let dir = tempfile::tempdir().unwrap();
-        let later = sync(wal_file(dir.path()), 1, &failed);
+        let (later, _) = sync(wal_file(dir.path()), 1, &handoff);
         assert!(matches!(&later[0], Err(StoreError::Unavailable(why)) if why.contains("restart")));
     }
 }

@@ -192,6 +192,18 @@ async fn run(seconds: u64) {
         reference.p99_ms
     );
 
+    // The same open loop against the fixed body: the tail that the client,
+    // the runtime and the machine add to any server.
+    let (p50, p99, max, failed) = tokio::task::spawn_blocking({
+        let target = reference_url.clone();
+        move || fixed_rate(target, String::new(), vec![String::new()], 5_000, seconds)
+    })
+    .await
+    .unwrap();
+    println!(
+        "reference, minimal axum fixed body, at a fixed 5,000 requests/s for {seconds} s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed} failed"
+    );
+
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteStore::open(dir.path()).unwrap();
     let path = sqlite.path().to_owned();
