@@ -38,7 +38,6 @@ use std::time::{Duration, Instant};
 
 use cpis_store::{StoreError, StoreResult};
 use rusqlite::Connection;
-
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,11 +49,12 @@ const MAX_GROUP: usize = 512;
 /// all looks share (the ends of the access log, the outbox, the log and
 /// their indexes), so small commits multiply what reaches the disk. The
 /// syncer flushes in under a millisecond on this machine, so waiting for it
-/// alone left commits of about three looks at 5,000 looks a second. At 1 ms
-/// apart, 28 KB reached the disk a look instead of 34 KB and the p99 was 12
-/// ms, not 19 to 72, for 0.4 ms more at the median (2 ms apart: 25 KB, p99
-/// 12 to 13 ms, median 1.5 ms more; `cargo xtask bench query`, 2026-11-25,
-/// two runs each). Only a commit that follows a shared one waits: a lone
+/// alone left commits of about three looks at 5,000 looks a second. With a
+/// commit that follows a shared one waiting until 1 ms after it, 28 KB
+/// reached the disk a look instead of 34 KB, the p99 was 14 to 16 ms, not
+/// 21 to 30, and the median 3.2 ms, not 2.2 (`cargo xtask bench query`,
+/// 2026-11-25, two interleaved runs each; 2 ms apart gave 25 KB and 1.5 ms
+/// more at the median). Only a commit that follows a shared one waits: a lone
 /// caller writing one thing after another is not held back, since nobody
 /// would join it, and neither is a write after a quiet millisecond.
 const COMMIT_GAP: Duration = Duration::from_millis(1);
