@@ -610,17 +610,24 @@ pub async fn access_records_and_their_outbox_items_commit_together<S: Store>(sto
     assert_eq!(counts.outbox_pending, 3);
 }
 
-pub async fn a_failed_access_write_leaves_nothing<S: Store>(store: Arc<S>) {
-    seed_las(&*store).await;
+/// Commits a look at the child `n` with one outbox item, and returns the
+/// item: a later write reusing its id must fail.
+async fn committed_item<S: Store>(store: &S, n: u32) -> OutboxItem {
     let item = outbox_item("E09000007", AT);
     store
         .record_access(
-            test_access(test_nhs_number(500), AT, true),
+            test_access(test_nhs_number(n), AT, true),
             vec![item.clone()],
             vec![],
         )
         .await
         .unwrap();
+    item
+}
+
+pub async fn a_failed_access_write_leaves_nothing<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let item = committed_item(&*store, 500).await;
     // Reusing the outbox item's id must fail the whole write: the access
     // record must not be kept without its notifications.
     let child = test_nhs_number(501);
@@ -1471,15 +1478,7 @@ pub async fn concurrent_writes_all_land<S: Store>(store: Arc<S>) {
 /// record is written) must leave nothing, and every other must land.
 pub async fn a_failed_write_among_concurrent_ones_fails_alone<S: Store>(store: Arc<S>) {
     seed_las(&*store).await;
-    let taken = outbox_item("E09000007", AT);
-    store
-        .record_access(
-            test_access(test_nhs_number(800), AT, true),
-            vec![taken.clone()],
-            vec![],
-        )
-        .await
-        .unwrap();
+    let taken = committed_item(&*store, 800).await;
     let tasks: Vec<_> = (1..=64)
         .map(|i| {
             let store = store.clone();
