@@ -1,11 +1,13 @@
 //! The scale-out store: PostgreSQL, shared by any number of `cpis` nodes.
 //!
-//! Each method is one transaction on a pooled connection; PostgreSQL itself
-//! groups concurrent commits into shared WAL flushes, so no writer thread is
-//! needed here. The SQL keeps to what PostgreSQL-compatible distributed
+//! Each method is one transaction on a pooled connection, except the
+//! clinician's look: its records are written by a few writer tasks that
+//! share one statement and one commit between concurrent looks (`group`),
+//! since each statement costs the server far more CPU than its rows. The SQL keeps to what PostgreSQL-compatible distributed
 //! engines also run: `INSERT … ON CONFLICT`, `FOR UPDATE SKIP LOCKED`, no
 //! sequences, triggers, advisory locks or LISTEN/NOTIFY.
 
+mod group;
 mod migrations;
 mod rows;
 pub mod testing;
@@ -30,6 +32,8 @@ use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
+pub use crate::group::GroupCommits;
+use crate::group::{GroupWriter, Look};
 use crate::rows::{DbResult, micros, nhs};
 
 /// How the pool behaves; the defaults suit one node of a national service.
@@ -60,6 +64,8 @@ pub struct PgStore {
     pool: Pool,
     /// Host, port and database, for messages: never the password.
     target: String,
+    /// Writes access records, sharing statements and commits between looks.
+    looks: GroupWriter,
 }
 
 impl PgStore {
@@ -108,7 +114,12 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|error| StoreError::Backend(Box::new(error)))?;
-        let store = PgStore { pool, target };
+        let looks = GroupWriter::start(pool.clone(), &target);
+        let store = PgStore {
+            pool,
+            target,
+            looks,
+        };
         let mut client = store.client().await?;
         if let Some(schema) = schema {
             client
@@ -124,6 +135,11 @@ impl PgStore {
     /// Where this store points, without credentials: `host:port/database`.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// How many looks have shared each batch of access records so far.
+    pub fn group_commits(&self) -> GroupCommits {
+        self.looks.counts()
     }
 
     async fn client(&self) -> StoreResult<Object> {
@@ -411,40 +427,16 @@ impl Store for PgStore {
         outbox: Vec<OutboxItem>,
         alerts: Vec<RepeatAlert>,
     ) -> StoreResult<u64> {
-        let leaf = log::access_leaf_hash(&record);
         // Only the log-overhead benchmark leaves the leaf out.
-        let leaf = (!cfg!(feature = "bench-without-log")).then_some(&leaf);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.db()?;
-        rows::insert_access(&tx, &record, leaf).await?;
-        for item in &outbox {
-            rows::insert_outbox(&tx, item).await?;
-        }
-        let mut written = 0;
-        for alert in &alerts {
-            // The conflicting row is locked and its condition checked again
-            // on its newest version, so two nodes cannot both take a window.
-            let took = tx
-                .execute(
-                    "INSERT INTO repeat_alert (la_code, nhs_number, alerted_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (la_code, nhs_number) DO UPDATE SET alerted_at = excluded.alerted_at
-                     WHERE repeat_alert.alerted_at <= $4",
-                    &[
-                        &alert.item.la.as_str(),
-                        &nhs(alert.nhs_number),
-                        &micros(alert.item.created_at),
-                        &micros(alert.not_since),
-                    ],
-                )
-                .await
-                .db()?;
-            if took > 0 {
-                rows::insert_outbox(&tx, &alert.item).await?;
-                written += 1;
-            }
-        }
-        tx.commit().await.db()?;
-        Ok(written)
+        let leaf = (!cfg!(feature = "bench-without-log")).then(|| log::access_leaf_hash(&record));
+        self.looks
+            .write(Look {
+                record,
+                leaf,
+                outbox,
+                alerts,
+            })
+            .await
     }
 
     async fn attendances(

@@ -289,60 +289,6 @@ pub(crate) fn access_at(row: &Row, o: usize) -> StoreResult<AccessRecord> {
     })
 }
 
-/// Writes an access record and, given its leaf hash, its leaf: in one
-/// statement, since each statement is a round trip and this is the hot path.
-pub(crate) async fn insert_access(
-    tx: &Transaction<'_>,
-    record: &AccessRecord,
-    leaf: Option<&Hash>,
-) -> StoreResult<()> {
-    const INSERT: &str = "INSERT INTO access_log (id, at, nhs_number, user_id, user_name,
-             role_code, role_name, activity_code, organisation_code, organisation_name,
-             setting_type, unscheduled, returned, request_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
-    let returned = serde_json::to_value(&record.returned).map_err(corrupt)?;
-    let kind = LogKind::Access.code();
-    let hash = leaf.map(|leaf| &leaf[..]);
-    let insert = match hash {
-        Some(_) => {
-            tx.prepare_cached(&format!(
-                "WITH access AS ({INSERT})
-                 INSERT INTO log_leaf (record_id, kind, hash) VALUES ($1, $15, $16)"
-            ))
-            .await
-        }
-        None => tx.prepare_cached(INSERT).await,
-    }
-    .db()?;
-    let (at, number) = (micros(record.at), nhs(record.nhs_number));
-    let (organisation, setting) = (
-        record.organisation_code.as_str(),
-        record.setting_type.code(),
-    );
-    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
-        &record.id,
-        &at,
-        &number,
-        &record.user_id,
-        &record.user_name,
-        &record.role_code,
-        &record.role_name,
-        &record.activity_code,
-        &organisation,
-        &record.organisation_name,
-        &setting,
-        &record.unscheduled,
-        &returned,
-        &record.request_id,
-    ];
-    if let Some(hash) = &hash {
-        params.push(&kind);
-        params.push(hash);
-    }
-    tx.execute(&insert, &params).await.db()?;
-    Ok(())
-}
-
 /// Adds a leaf to the log; it gets its place once committed (see
 /// `sequence_log`).
 pub(crate) async fn insert_leaf(

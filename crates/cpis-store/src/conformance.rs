@@ -52,6 +52,7 @@ macro_rules! conformance_tests {
             the_feed_lists_an_las_items_in_commit_order_and_only_its_own,
             only_items_of_an_la_with_a_webhook_are_pushed,
             repeat_alerts_are_written_once_per_window,
+            concurrent_looks_take_a_repeat_window_once,
             attendances_group_a_childs_unscheduled_looks_by_organisation,
             failed_items_are_parked_until_replayed,
             old_items_are_purged,
@@ -994,6 +995,41 @@ pub async fn repeat_alerts_are_written_once_per_window<S: Store>(store: Arc<S>) 
     assert_eq!(feed[0], first.item);
     assert_eq!(feed[2], second.item);
     assert_eq!(store.counts().await.unwrap().access_records, 4);
+}
+
+/// Looks at one child arriving together, each finding the window open:
+/// however the store groups their writes, one alert takes the window.
+pub async fn concurrent_looks_take_a_repeat_window_once<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let child = test_nhs_number(850);
+    let camden = LaCode::parse("E09000007").unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            let at = AT + Duration::seconds(i);
+            let alert = RepeatAlert {
+                item: OutboxItem {
+                    kind: OutboxKind::RepeatAttendance,
+                    ..outbox_item("E09000007", at)
+                },
+                nhs_number: child,
+                not_since: at - Duration::days(30),
+            };
+            tokio::spawn(async move {
+                store
+                    .record_access(test_access(child, at, true), vec![], vec![alert])
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut taken = 0;
+    for task in tasks {
+        taken += task.await.unwrap();
+    }
+    assert_eq!(taken, 1, "one alert per window");
+    assert_eq!(store.notifications(camden, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.counts().await.unwrap().access_records, 32);
 }
 
 pub async fn failed_items_are_parked_until_replayed<S: Store>(store: Arc<S>) {
