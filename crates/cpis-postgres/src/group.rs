@@ -1,36 +1,295 @@
-//! Group commit for access records: concurrent looks share one statement
-//! and one commit.
+//! Concurrent requests share statements: the clinician's look, its two
+//! reads and its write, each batched across the looks arriving together.
 //!
 //! On PostgreSQL every statement costs the server tens of microseconds of
-//! CPU however little it does, and a look's record, leaf and notifications
-//! took four statements and a commit of their own: the server, not the
-//! disk, capped the looks a second. Here a few writer tasks each take every
-//! look waiting, write them all with one statement of arrays (`unnest`),
-//! and answer each caller once that has committed. A batch the database
-//! refuses is written again one look at a time, so a bad look fails alone,
-//! as on the embedded store.
+//! CPU however little it does. A look took six (two reads, then BEGIN, two
+//! INSERTs and COMMIT), so the server's CPU, not the disk, capped the looks
+//! a second. Here a few tasks per kind of request each take every request
+//! waiting, answer them all with one statement of arrays (`unnest`), and
+//! reply to each caller; writes reply once that statement has committed. A
+//! batch the database refuses is run again request by request, so a bad
+//! one fails alone, as on the embedded store.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cpis_domain::AccessRecord;
+use cpis_domain::{AccessRecord, Attendance, LocalAuthority, NhsNumber, Plan};
 use cpis_store::encoding::corrupt;
 use cpis_store::log::LogKind;
 use cpis_store::merkle::Hash;
 use cpis_store::{OutboxItem, RepeatAlert, StoreError, StoreResult};
-use deadpool_postgres::{GenericClient, Pool};
+use deadpool_postgres::{GenericClient, Object, Pool};
+use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::rows::{self, DbResult, micros, nhs};
 
-/// Writer tasks. More than one, so that while one batch waits for its
-/// commit to reach the disk the next is already being written.
-const WRITERS: usize = 4;
+/// Tasks per kind of request. More than one, so that while one batch waits
+/// on the database (or its commit on the disk) the next is already going.
+const TASKS: usize = 4;
 
-/// The most looks one statement writes.
+/// The connections the tasks of all three kinds hold at most.
+pub(crate) const CONNECTIONS: usize = 3 * TASKS;
+
+/// The most requests one statement answers.
 const MAX_BATCH: usize = 256;
+
+/// A kind of request that can be answered many at a time.
+pub(crate) trait Batch: Send + Sync + 'static {
+    type Request: Send + Sync + 'static;
+    type Response: Send + 'static;
+
+    /// Answers every request, in order, or fails: then nothing was written.
+    fn run(
+        &self,
+        client: &mut Object,
+        requests: &[&Self::Request],
+    ) -> impl Future<Output = StoreResult<Vec<Self::Response>>> + Send;
+}
+
+struct Job<B: Batch> {
+    request: B::Request,
+    reply: oneshot::Sender<StoreResult<B::Response>>,
+}
+
+/// The way in to one kind of request's tasks; they stop when it is dropped.
+pub(crate) struct Group<B: Batch> {
+    jobs: mpsc::Sender<Job<B>>,
+    counts: Arc<Counts>,
+}
+
+/// How well requests are sharing statements, since the store was opened.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Shared {
+    /// Batches run.
+    pub batches: u64,
+    /// Requests answered in them.
+    pub requests: u64,
+}
+
+#[derive(Default)]
+struct Counts {
+    batches: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl<B: Batch> Group<B> {
+    /// Starts the tasks on the current runtime.
+    pub(crate) fn start(batch: B, pool: Pool, target: &str) -> Self {
+        let (jobs, receiver) = mpsc::channel(MAX_BATCH * TASKS);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let counts = Arc::new(Counts::default());
+        let runner = Arc::new(Runner {
+            batch,
+            pool,
+            target: target.to_owned(),
+        });
+        for _ in 0..TASKS {
+            tokio::spawn(run(runner.clone(), receiver.clone(), counts.clone()));
+        }
+        Group { jobs, counts }
+    }
+
+    /// Answers `request`, sharing a statement with whatever else is waiting.
+    pub(crate) async fn call(&self, request: B::Request) -> StoreResult<B::Response> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's batching task has stopped".into()))?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the store's batching task stopped before answering".into())
+        })?
+    }
+
+    pub(crate) fn shared(&self) -> Shared {
+        Shared {
+            batches: self.counts.batches.load(Ordering::Relaxed),
+            requests: self.counts.requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct Runner<B> {
+    batch: B,
+    pool: Pool,
+    /// Host, port and database, for messages.
+    target: String,
+}
+
+async fn run<B: Batch>(
+    runner: Arc<Runner<B>>,
+    receiver: Arc<Mutex<mpsc::Receiver<Job<B>>>>,
+    counts: Arc<Counts>,
+) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    loop {
+        // One task gathers at a time; the others are running meanwhile.
+        let received = receiver.lock().await.recv_many(&mut jobs, MAX_BATCH).await;
+        if received == 0 {
+            return;
+        }
+        counts.batches.fetch_add(1, Ordering::Relaxed);
+        counts
+            .requests
+            .fetch_add(received as u64, Ordering::Relaxed);
+        runner.answer(&mut jobs).await;
+    }
+}
+
+impl<B: Batch> Runner<B> {
+    /// Runs and answers every job in `jobs`, leaving it empty.
+    async fn answer(&self, jobs: &mut Vec<Job<B>>) {
+        let requests: Vec<&B::Request> = jobs.iter().map(|job| &job.request).collect();
+        let result = self.run(&requests).await;
+        match result {
+            Ok(responses) if responses.len() == jobs.len() => {
+                for (job, response) in jobs.drain(..).zip(responses) {
+                    let _ = job.reply.send(Ok(response));
+                }
+            }
+            Ok(_) => {
+                for job in jobs.drain(..) {
+                    let message = "a batch was answered with the wrong number of responses";
+                    let _ = job.reply.send(Err(StoreError::Corrupt(message.into())));
+                }
+            }
+            // The database is out of reach: alone, each would fail the same way.
+            Err(StoreError::Unavailable(message)) => {
+                for job in jobs.drain(..) {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::Unavailable(message.clone())));
+                }
+            }
+            Err(error) if jobs.len() == 1 => {
+                if let Some(job) = jobs.pop() {
+                    let _ = job.reply.send(Err(error));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, requests = jobs.len(), "a batch was refused; running each request alone");
+                for job in jobs.drain(..) {
+                    let result = self.run(&[&job.request]).await.and_then(|responses| {
+                        responses.into_iter().next().ok_or_else(|| {
+                            StoreError::Corrupt("a request was answered with nothing".into())
+                        })
+                    });
+                    let _ = job.reply.send(result);
+                }
+            }
+        }
+    }
+
+    async fn run(&self, requests: &[&B::Request]) -> StoreResult<Vec<B::Response>> {
+        let mut client = self.pool.get().await.map_err(|error| {
+            StoreError::Unavailable(format!(
+                "cannot reach PostgreSQL at {}: {error}",
+                self.target
+            ))
+        })?;
+        self.batch.run(&mut client, requests).await
+    }
+}
+
+/// Finds the plans, with their LAs, of each NHS number.
+pub(crate) struct FindPlans;
+
+impl Batch for FindPlans {
+    type Request = NhsNumber;
+    type Response = Vec<(Plan, LocalAuthority)>;
+
+    async fn run(
+        &self,
+        client: &mut Object,
+        numbers: &[&NhsNumber],
+    ) -> StoreResult<Vec<Self::Response>> {
+        // Each number is looked up by the index whatever the statistics say
+        // (`OFFSET 0` keeps the subquery from being flattened into a join
+        // that a plan made before the table was analysed could hash).
+        let select = client
+            .prepare_cached(
+                "SELECT q.n, p.nhs_number, p.la_code, p.plan_type, p.start_date, p.end_date,
+                        p.delete_date, p.expected_delivery_date, p.local_reference,
+                        la.code, la.name, la.emergency_duty_number, la.office_hours_number,
+                        la.repeat_organisations, la.repeat_days
+                 FROM unnest($1::bigint[]) WITH ORDINALITY AS q (nhs, n)
+                 CROSS JOIN LATERAL (
+                     SELECT * FROM plan WHERE plan.nhs_number = q.nhs OFFSET 0) AS p
+                 JOIN local_authority la ON la.code = p.la_code",
+            )
+            .await
+            .db()?;
+        let numbers: Vec<i64> = numbers.iter().map(|number| nhs(**number)).collect();
+        let rows = client.query(&select, &[&numbers]).await.db()?;
+        let mut found: Vec<Self::Response> = numbers.iter().map(|_| Vec::new()).collect();
+        for row in &rows {
+            let plan = (rows::plan(row, 1)?, rows::local_authority(row, 9)?);
+            answer_for(&mut found, row)?.push(plan);
+        }
+        Ok(found)
+    }
+}
+
+/// Reads each child's unscheduled looks within a window, by organisation.
+pub(crate) struct ReadAttendances;
+
+/// A child and the window to read: after `since`, up to and including `until`.
+pub(crate) type Window = (NhsNumber, OffsetDateTime, OffsetDateTime);
+
+impl Batch for ReadAttendances {
+    type Request = Window;
+    type Response = Vec<Attendance>;
+
+    async fn run(
+        &self,
+        client: &mut Object,
+        windows: &[&Window],
+    ) -> StoreResult<Vec<Self::Response>> {
+        let select = client
+            .prepare_cached(
+                "SELECT q.n, seen.code, coalesce(o.name, seen.code), seen.first, seen.last,
+                        seen.looks
+                 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])
+                     WITH ORDINALITY AS q (nhs, since, until, n)
+                 CROSS JOIN LATERAL (
+                     SELECT organisation_code AS code, min(at) AS first, max(at) AS last,
+                         count(*) AS looks
+                     FROM access_log
+                     WHERE nhs_number = q.nhs AND unscheduled AND at > q.since AND at <= q.until
+                     GROUP BY organisation_code) AS seen
+                 LEFT JOIN organisation o ON o.code = seen.code",
+            )
+            .await
+            .db()?;
+        let numbers: Vec<i64> = windows.iter().map(|(number, _, _)| nhs(*number)).collect();
+        let since: Vec<i64> = windows.iter().map(|(_, since, _)| micros(*since)).collect();
+        let until: Vec<i64> = windows.iter().map(|(_, _, until)| micros(*until)).collect();
+        let rows = client
+            .query(&select, &[&numbers, &since, &until])
+            .await
+            .db()?;
+        let mut seen: Vec<Self::Response> = windows.iter().map(|_| Vec::new()).collect();
+        for row in &rows {
+            let attendance = rows::attendance(row, 1)?;
+            answer_for(&mut seen, row)?.push(attendance);
+        }
+        Ok(seen)
+    }
+}
+
+/// The answer a row belongs to, from its first column: the request's place
+/// in the batch, counting from 1 (`WITH ORDINALITY`).
+fn answer_for<'a, T>(answers: &'a mut [T], row: &Row) -> StoreResult<&'a mut T> {
+    let n: i64 = row.try_get(0).map_err(corrupt)?;
+    usize::try_from(n - 1)
+        .ok()
+        .and_then(|index| answers.get_mut(index))
+        .ok_or_else(|| corrupt(format!("a batch's row names request {n}")))
+}
 
 /// What one look writes.
 pub(crate) struct Look {
@@ -41,133 +300,27 @@ pub(crate) struct Look {
     pub alerts: Vec<RepeatAlert>,
 }
 
-struct Job {
-    look: Look,
-    reply: oneshot::Sender<StoreResult<u64>>,
-}
+/// Writes looks: records, leaves and outbox items in one statement, and
+/// repeat alerts after it in the same transaction. Answers how many of
+/// each look's alerts were taken.
+pub(crate) struct WriteLooks;
 
-/// The way in to the writer tasks; they stop when it is dropped.
-pub(crate) struct GroupWriter {
-    jobs: mpsc::Sender<Job>,
-    counts: Arc<Counts>,
-}
+impl Batch for WriteLooks {
+    type Request = Look;
+    type Response = u64;
 
-/// How well looks are sharing statements, since the store was opened.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct GroupCommits {
-    /// Batches written (each one statement, or one transaction with alerts).
-    pub batches: u64,
-    /// Looks written in them.
-    pub looks: u64,
-}
-
-#[derive(Default)]
-struct Counts {
-    batches: AtomicU64,
-    looks: AtomicU64,
-}
-
-impl GroupWriter {
-    /// Starts the writer tasks on the current runtime.
-    pub(crate) fn start(pool: Pool, target: &str) -> Self {
-        let (jobs, receiver) = mpsc::channel(MAX_BATCH * WRITERS);
-        let receiver = Arc::new(Mutex::new(receiver));
-        let target: Arc<str> = target.into();
-        let counts = Arc::new(Counts::default());
-        for _ in 0..WRITERS {
-            tokio::spawn(run(
-                pool.clone(),
-                target.clone(),
-                receiver.clone(),
-                counts.clone(),
-            ));
-        }
-        GroupWriter { jobs, counts }
-    }
-
-    pub(crate) fn counts(&self) -> GroupCommits {
-        GroupCommits {
-            batches: self.counts.batches.load(Ordering::Relaxed),
-            looks: self.counts.looks.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Writes `look` durably, with whatever else is waiting; answers how many
-    /// of its repeat alerts were taken.
-    pub(crate) async fn write(&self, look: Look) -> StoreResult<u64> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { look, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the access writer has stopped".into()))?;
-        answer.await.map_err(|_| {
-            StoreError::Unavailable("the access writer stopped before the look was written".into())
-        })?
-    }
-}
-
-async fn run(
-    pool: Pool,
-    target: Arc<str>,
-    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
-    counts: Arc<Counts>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        // One task gathers at a time; the others are writing meanwhile.
-        let received = receiver.lock().await.recv_many(&mut batch, MAX_BATCH).await;
-        if received == 0 {
-            return;
-        }
-        counts.batches.fetch_add(1, Ordering::Relaxed);
-        counts.looks.fetch_add(received as u64, Ordering::Relaxed);
-        write_batch(&pool, &target, &mut batch).await;
-    }
-}
-
-/// Writes and answers every job in `batch`, leaving it empty.
-async fn write_batch(pool: &Pool, target: &str, batch: &mut Vec<Job>) {
-    let looks: Vec<&Look> = batch.iter().map(|job| &job.look).collect();
-    let result = write(pool, target, &looks).await;
-    match result {
-        Ok(written) => {
-            for (job, taken) in batch.drain(..).zip(written) {
-                let _ = job.reply.send(Ok(taken));
-            }
-        }
-        // The database is out of reach: alone, each would fail the same way.
-        Err(StoreError::Unavailable(message)) => {
-            for job in batch.drain(..) {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::Unavailable(message.clone())));
-            }
-        }
-        Err(error) if batch.len() == 1 => {
-            if let Some(job) = batch.pop() {
-                let _ = job.reply.send(Err(error));
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, looks = batch.len(), "a batch of looks was refused; writing each alone");
-            for job in batch.drain(..) {
-                let result = write(pool, target, &[&job.look]).await;
-                let _ = job.reply.send(result.map(|written| written.iter().sum()));
-            }
-        }
+    async fn run(&self, client: &mut Object, looks: &[&Look]) -> StoreResult<Vec<u64>> {
+        write(client, looks).await
     }
 }
 
 /// Writes `looks` in one transaction; answers, look by look, how many
 /// repeat alerts were taken.
-async fn write(pool: &Pool, target: &str, looks: &[&Look]) -> StoreResult<Vec<u64>> {
-    let mut client = pool.get().await.map_err(|error| {
-        StoreError::Unavailable(format!("cannot reach PostgreSQL at {target}: {error}"))
-    })?;
+async fn write(client: &mut Object, looks: &[&Look]) -> StoreResult<Vec<u64>> {
     let columns = Columns::of(looks)?;
     if looks.iter().all(|look| look.alerts.is_empty()) {
         // One statement is its own transaction: one round trip in all.
-        columns.insert(&client).await?;
+        columns.insert(&*client).await?;
         return Ok(vec![0; looks.len()]);
     }
     let tx = client.transaction().await.db()?;

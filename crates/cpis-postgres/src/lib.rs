@@ -32,8 +32,8 @@ use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-pub use crate::group::GroupCommits;
-use crate::group::{GroupWriter, Look};
+pub use crate::group::Shared;
+use crate::group::{FindPlans, Group, Look, ReadAttendances, WriteLooks};
 use crate::rows::{DbResult, micros, nhs};
 
 /// How the pool behaves; the defaults suit one node of a national service.
@@ -64,8 +64,11 @@ pub struct PgStore {
     pool: Pool,
     /// Host, port and database, for messages: never the password.
     target: String,
-    /// Writes access records, sharing statements and commits between looks.
-    looks: GroupWriter,
+    /// The clinician's look, batched: its two reads and its write each share
+    /// statements (and the write its commit) with the looks arriving with it.
+    find_plans: Group<FindPlans>,
+    read_attendances: Group<ReadAttendances>,
+    write_looks: Group<WriteLooks>,
 }
 
 impl PgStore {
@@ -95,30 +98,24 @@ impl PgStore {
             check_schema_name(schema)?;
             options.push_str(&format!(" -c search_path={schema}"));
         }
-        config.options(options.trim());
         config.connect_timeout(settings.connect_timeout);
         config.application_name("cpis");
-
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(settings.max_connections)
-            .wait_timeout(Some(settings.wait_timeout))
-            .create_timeout(Some(settings.connect_timeout))
-            .recycle_timeout(Some(settings.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|error| StoreError::Backend(Box::new(error)))?;
-        let looks = GroupWriter::start(pool.clone(), &target);
+        // The looks' batched statements take arrays whose length a custom
+        // plan would know, so PostgreSQL would plan them afresh at every
+        // execution, which costs more than running them. They are planned
+        // once, on connections of their own (one per task), as every plan
+        // they could get is an index lookup per element anyway.
+        let mut batch_config = config.clone();
+        batch_config.options(format!("{options} -c plan_cache_mode=force_generic_plan").trim());
+        config.options(options.trim());
+        let pool = build_pool(config, settings.max_connections, &settings)?;
+        let batch_pool = build_pool(batch_config, group::CONNECTIONS, &settings)?;
         let store = PgStore {
+            find_plans: Group::start(FindPlans, batch_pool.clone(), &target),
+            read_attendances: Group::start(ReadAttendances, batch_pool.clone(), &target),
+            write_looks: Group::start(WriteLooks, batch_pool, &target),
             pool,
             target,
-            looks,
         };
         let mut client = store.client().await?;
         if let Some(schema) = schema {
@@ -137,9 +134,14 @@ impl PgStore {
         &self.target
     }
 
-    /// How many looks have shared each batch of access records so far.
-    pub fn group_commits(&self) -> GroupCommits {
-        self.looks.counts()
+    /// How many looks have shared each batch so far: of plan lookups,
+    /// attendance reads and writes.
+    pub fn shared(&self) -> [Shared; 3] {
+        [
+            self.find_plans.shared(),
+            self.read_attendances.shared(),
+            self.write_looks.shared(),
+        ]
     }
 
     async fn client(&self) -> StoreResult<Object> {
@@ -150,6 +152,28 @@ impl PgStore {
             ))
         })
     }
+}
+
+fn build_pool(
+    config: tokio_postgres::Config,
+    size: usize,
+    settings: &PoolSettings,
+) -> StoreResult<Pool> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(settings.wait_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|error| StoreError::Backend(Box::new(error)))
 }
 
 fn describe(config: &tokio_postgres::Config) -> String {
@@ -357,22 +381,7 @@ impl Store for PgStore {
         &self,
         nhs_number: NhsNumber,
     ) -> StoreResult<Vec<(Plan, LocalAuthority)>> {
-        let client = self.client().await?;
-        let select = client
-            .prepare_cached(
-                "SELECT p.nhs_number, p.la_code, p.plan_type, p.start_date, p.end_date,
-                        p.delete_date, p.expected_delivery_date, p.local_reference,
-                        la.code, la.name, la.emergency_duty_number, la.office_hours_number,
-                        la.repeat_organisations, la.repeat_days
-                 FROM plan p JOIN local_authority la ON la.code = p.la_code
-                 WHERE p.nhs_number = $1",
-            )
-            .await
-            .db()?;
-        let rows = client.query(&select, &[&nhs(nhs_number)]).await.db()?;
-        rows.iter()
-            .map(|row| Ok((rows::plan(row, 0)?, rows::local_authority(row, 8)?)))
-            .collect()
+        self.find_plans.call(nhs_number).await
     }
 
     async fn plans_for_la(&self, la: LaCode, page: PlanPage) -> StoreResult<Vec<Plan>> {
@@ -429,8 +438,8 @@ impl Store for PgStore {
     ) -> StoreResult<u64> {
         // Only the log-overhead benchmark leaves the leaf out.
         let leaf = (!cfg!(feature = "bench-without-log")).then(|| log::access_leaf_hash(&record));
-        self.looks
-            .write(Look {
+        self.write_looks
+            .call(Look {
                 record,
                 leaf,
                 outbox,
@@ -445,35 +454,7 @@ impl Store for PgStore {
         since: OffsetDateTime,
         until: OffsetDateTime,
     ) -> StoreResult<Vec<Attendance>> {
-        let client = self.client().await?;
-        let select = client
-            .prepare_cached(
-                "SELECT seen.code, coalesce(o.name, seen.code), seen.first, seen.last, seen.looks
-                 FROM (SELECT organisation_code AS code, min(at) AS first, max(at) AS last,
-                           count(*) AS looks
-                       FROM access_log
-                       WHERE nhs_number = $1 AND unscheduled AND at > $2 AND at <= $3
-                       GROUP BY organisation_code) AS seen
-                 LEFT JOIN organisation o ON o.code = seen.code",
-            )
-            .await
-            .db()?;
-        let rows = client
-            .query(&select, &[&nhs(nhs_number), &micros(since), &micros(until)])
-            .await
-            .db()?;
-        rows.iter()
-            .map(|row| {
-                let looks: i64 = row.try_get(4).map_err(corrupt)?;
-                Ok(Attendance {
-                    organisation_code: row.try_get(0).map_err(corrupt)?,
-                    organisation_name: row.try_get(1).map_err(corrupt)?,
-                    first_seen: from_micros(row.try_get(2).map_err(corrupt)?)?,
-                    last_seen: from_micros(row.try_get(3).map_err(corrupt)?)?,
-                    looks: u32::try_from(looks).unwrap_or(u32::MAX),
-                })
-            })
-            .collect()
+        self.read_attendances.call((nhs_number, since, until)).await
     }
 
     async fn recent_unscheduled_accesses(

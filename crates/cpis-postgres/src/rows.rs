@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use cpis_domain::{
-    AccessRecord, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation, PhoneNumber, Plan,
-    PlanFields, PlanKey, PlanType, RepeatRule, SettingType,
+    AccessRecord, Attendance, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation,
+    PhoneNumber, Plan, PlanFields, PlanKey, PlanType, RepeatRule, SettingType,
 };
 use cpis_store::log::{Checkpoint, LogKind, ReportRecord, RetentionRecord};
 use cpis_store::merkle::Hash;
@@ -102,6 +102,19 @@ pub(crate) fn organisation(row: &Row) -> StoreResult<Organisation> {
 
 pub(crate) const SELECT_PLAN: &str = "SELECT nhs_number, la_code, plan_type, start_date, end_date,
         delete_date, expected_delivery_date, local_reference FROM plan";
+
+/// Reads an attendance (organisation code and name, first and last look,
+/// looks) from column `at` on.
+pub(crate) fn attendance(row: &Row, at: usize) -> StoreResult<Attendance> {
+    let looks: i64 = get(row, at + 4)?;
+    Ok(Attendance {
+        organisation_code: get(row, at)?,
+        organisation_name: get(row, at + 1)?,
+        first_seen: from_micros(get(row, at + 2)?)?,
+        last_seen: from_micros(get(row, at + 3)?)?,
+        looks: u32::try_from(looks).unwrap_or(u32::MAX),
+    })
+}
 
 /// Reads the eight plan columns of [`SELECT_PLAN`] from column `at` on.
 pub(crate) fn plan(row: &Row, at: usize) -> StoreResult<Plan> {

@@ -1,4 +1,4 @@
-//! Concurrent looks share the access writer's statements and commits.
+//! Concurrent looks share statements and commits.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +10,7 @@ use cpis_store::conformance::{test_access, test_nhs_number};
 use time::macros::datetime;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_looks_share_statements_and_all_land() {
+async fn concurrent_looks_share_statements_and_all_land_and_are_read() {
     let Some(schema) = TestSchema::new("the group commit test") else {
         return;
     };
@@ -29,17 +29,37 @@ async fn concurrent_looks_share_statements_and_all_land() {
             })
         })
         .collect();
+    let mut children = Vec::new();
     for task in tasks {
         let child = task.await.unwrap();
         let kept = store.recent_unscheduled_accesses(child, 10).await.unwrap();
         assert_eq!(kept.len(), 1);
+        children.push(child);
     }
-    let shared = store.group_commits();
-    assert_eq!(shared.looks, 128);
+    let reads: Vec<_> = children
+        .into_iter()
+        .map(|child| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let window = (at - time::Duration::days(1), at + time::Duration::days(1));
+                let seen = store.attendances(child, window.0, window.1).await.unwrap();
+                assert_eq!(seen.len(), 1);
+                assert_eq!(seen[0].looks, 1);
+            })
+        })
+        .collect();
+    for read in reads {
+        read.await.unwrap();
+    }
+    let [_, attendances, _] = store.shared();
+    assert_eq!(attendances.requests, 128);
+    assert!(attendances.batches < attendances.requests);
+    let [_, _, writes] = store.shared();
+    assert_eq!(writes.requests, 128);
     assert!(
-        shared.batches < shared.looks,
+        writes.batches < writes.requests,
         "128 looks at once were written in {} batches",
-        shared.batches
+        writes.batches
     );
     assert_eq!(store.counts().await.unwrap().access_records, 128);
 }

@@ -60,6 +60,7 @@ macro_rules! conformance_tests {
             reports_list_accesses_by_child_user_or_organisation,
             retention_removes_old_records_and_keeps_their_leaves,
             concurrent_writes_all_land,
+            concurrent_lookups_each_get_their_own_child,
             a_failed_write_among_concurrent_ones_fails_alone,
             meta_round_trips,
             ephemeral_entries_expire_and_are_taken_once,
@@ -1512,6 +1513,59 @@ pub async fn concurrent_writes_all_land<S: Store>(store: Arc<S>) {
 /// Writes sent together may share one transaction; each failing one (here,
 /// every eighth, reusing a committed outbox item's id after its access
 /// record is written) must leave nothing, and every other must land.
+/// Lookups arriving together, however the store groups them, each get
+/// their own child's plans and attendances: children here have one to
+/// three plans and none to three earlier looks, so an answer given to the
+/// wrong caller shows.
+pub async fn concurrent_lookups_each_get_their_own_child<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    let las = ["E09000007", "E08000025", "E10000016"];
+    let children: Vec<(u32, NhsNumber)> =
+        (0..48).map(|i| (i, test_nhs_number(1_000 + i))).collect();
+    for (index, la) in las.iter().enumerate() {
+        let plans = children
+            .iter()
+            .filter(|(i, _)| *i as usize % 3 >= index)
+            .map(|(_, child)| test_plan(la, *child, PlanType::ChildProtection, TODAY))
+            .collect();
+        store.apply_plans(batch(la, plans, None)).await.unwrap();
+    }
+    for (i, child) in &children {
+        for look in 0..i % 4 {
+            let at = AT + Duration::seconds(i64::from(look));
+            store
+                .record_access(test_access(*child, at, true), vec![], vec![])
+                .await
+                .unwrap();
+        }
+    }
+    let tasks: Vec<_> = children
+        .into_iter()
+        .map(|(i, child)| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let plans = store.plans_for_nhs_number(child).await.unwrap();
+                assert_eq!(plans.len() as u32, i % 3 + 1, "plans of child {i}");
+                assert!(
+                    plans
+                        .iter()
+                        .all(|(plan, la)| plan.nhs_number() == child && plan.key().la == la.code)
+                );
+                let seen = store
+                    .attendances(child, AT - Duration::days(1), AT + Duration::days(1))
+                    .await
+                    .unwrap();
+                let looks: Vec<u32> = seen.iter().map(|attendance| attendance.looks).collect();
+                let expected = if i % 4 == 0 { vec![] } else { vec![i % 4] };
+                assert_eq!(looks, expected, "attendances of child {i}");
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 pub async fn a_failed_write_among_concurrent_ones_fails_alone<S: Store>(store: Arc<S>) {
     seed_las(&*store).await;
     let taken = committed_item(&*store, 800).await;
