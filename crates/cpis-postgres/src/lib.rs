@@ -1,11 +1,12 @@
 //! The scale-out store: PostgreSQL, shared by any number of `cpis` nodes.
 //!
 //! Each method is one transaction on a pooled connection, except the
-//! clinician's look: its records are written by a few writer tasks that
-//! share one statement and one commit between concurrent looks (`group`),
-//! since each statement costs the server far more CPU than its rows. The SQL keeps to what PostgreSQL-compatible distributed
-//! engines also run: `INSERT … ON CONFLICT`, `FOR UPDATE SKIP LOCKED`, no
-//! sequences, triggers, advisory locks or LISTEN/NOTIFY.
+//! clinician's look: its plan lookup, its attendance read and its write are
+//! each shared with the looks arriving with it, one statement a batch
+//! (`group`), since a statement costs the server far more CPU than its
+//! rows. The SQL keeps to what PostgreSQL-compatible distributed engines
+//! also run: `INSERT … ON CONFLICT`, `FOR UPDATE SKIP LOCKED`, no sequences,
+//! triggers, advisory locks or LISTEN/NOTIFY.
 
 mod group;
 mod migrations;

@@ -223,7 +223,38 @@ async fn run(seconds: u64) {
     }
 }
 
-async fn bench<S: Store>(
+/// PostgreSQL's batches so far (plan lookups, attendance reads, writes), if
+/// `store` is PostgreSQL.
+fn batches<S: Store + 'static>(store: &S) -> Option<[cpis_postgres::Shared; 3]> {
+    (store as &dyn std::any::Any)
+        .downcast_ref::<cpis_postgres::PgStore>()
+        .map(cpis_postgres::PgStore::shared)
+}
+
+/// Requests a batch between two readings of [`batches`], per statement.
+fn per_batch(
+    before: Option<[cpis_postgres::Shared; 3]>,
+    after: Option<[cpis_postgres::Shared; 3]>,
+) -> String {
+    let (Some(before), Some(after)) = (before, after) else {
+        return String::new();
+    };
+    let names = ["plan lookups", "attendance reads", "writes"];
+    let sizes: Vec<String> = (0..3)
+        .map(|i| {
+            let batches = after[i].batches - before[i].batches;
+            let requests = after[i].requests - before[i].requests;
+            format!(
+                "{} {:.1}",
+                names[i],
+                requests as f64 / batches.max(1) as f64
+            )
+        })
+        .collect();
+    format!("; requests a batch: {}", sizes.join(", "))
+}
+
+async fn bench<S: Store + 'static>(
     name: &str,
     store: S,
     seconds: u64,
@@ -308,23 +339,27 @@ async fn bench<S: Store>(
     println!(
         "{name}: without HTTP: the store's lookup of plans by NHS number {lookup_us:.1} us; the whole query (lookup, access record, notifications) from 256 tasks {direct:.0}/s"
     );
-    tokio::spawn(cpis::serve(listener, app, std::future::pending()));
+    tokio::spawn(cpis::serve(listener, app.clone(), std::future::pending()));
     let target =
         format!("{url}/fhir/R4/CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C");
+    let before = batches(&**app.store());
     let result = wrk(&target, Some(&token), &numbers, seconds, connections());
     assert_eq!(result.non_2xx, 0, "every query answered 200");
     println!("figure: {name}: http {:.0}", result.requests_per_second);
+    let over_http = per_batch(before, batches(&**app.store()));
+    let before = batches(&**app.store());
     let (p50, p99, max, failed) = tokio::task::spawn_blocking({
         let (target, token, numbers) = (target.clone(), token.clone(), numbers.clone());
         move || fixed_rate(target, token, numbers, 5_000, seconds)
     })
     .await
     .unwrap();
+    let at_fixed_rate = per_batch(before, batches(&**app.store()));
     println!(
-        "{name}: at a fixed 5,000 queries/s for {seconds} s (open loop, from when each was due): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed} failed"
+        "{name}: at a fixed 5,000 queries/s for {seconds} s (open loop, from when each was due): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed} failed{at_fixed_rate}"
     );
     println!(
-        "{name} ({} plans, {} children, {} connections): CareTeam with a bearer token and a durable access record: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); ratio to the fixed body: {:.2}",
+        "{name} ({} plans, {} children, {} connections): CareTeam with a bearer token and a durable access record: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); ratio to the fixed body: {:.2}{over_http}",
         loaded.plans_loaded,
         numbers.len(),
         connections(),
