@@ -66,8 +66,24 @@ async fn a_node_whose_database_goes_away_turns_unready_and_recovers() {
     .unwrap();
     let server = TestServer::with_store(store, Box::new(schema)).await;
     assert_eq!(get_json(&server.url("/readyz")).await.0, 200);
+    // A look before the cut, so that the batched statements' connections
+    // are open when the database goes.
+    let child = test_nhs_number(7).digits();
+    let look = || {
+        reqwest::Client::new()
+            .get(server.url(&format!(
+                "/fhir/R4/CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C{child}"
+            )))
+            .bearer_auth(server.token("ed-clinician"))
+            .send()
+    };
+    assert_eq!(look().await.unwrap().status(), 200);
 
     proxy.cut().await;
+    let refused = look().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome", "no data: {body}");
     let (status, body) = get_json(&server.url("/readyz")).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "unavailable");
@@ -97,6 +113,11 @@ async fn a_node_whose_database_goes_away_turns_unready_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(get_json(&server.url("/api/v1/status")).await.0, 200);
+    // A connection that broke unnoticed fails one more batch, at most.
+    while look().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "looks did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[test]
