@@ -78,10 +78,13 @@ impl<S: Store> Cpis<S> {
             .access_record(principal, nhs_number, unscheduled, request_id)
             .await?;
         let today = self.clock.today();
-        let plans: Vec<(Plan, LocalAuthority)> = self
+        // Only an unscheduled look is checked for repeat attendance.
+        let reads = self
             .store
-            .plans_for_nhs_number(nhs_number)
-            .await?
+            .reads_for_look(nhs_number, record.at, unscheduled)
+            .await?;
+        let plans: Vec<(Plan, LocalAuthority)> = reads
+            .plans
             .into_iter()
             .filter(|(plan, _)| plan.is_visible(today))
             .collect();
@@ -100,7 +103,10 @@ impl<S: Store> Cpis<S> {
                 .iter()
                 .map(|la| notify::access_item(la.code, &record))
                 .collect();
-            (outbox, self.repeat_alerts(&record, &owners).await?)
+            (
+                outbox,
+                self.repeat_alerts(&record, &owners, reads.windows).await?,
+            )
         } else {
             (Vec::new(), Vec::new())
         };
@@ -169,14 +175,23 @@ impl<S: Store> Cpis<S> {
     /// so two simultaneous looks that together reach the count alert at the
     /// next look rather than at once. The store answers with one row per
     /// organisation, however often the child has been looked at.
+    /// `windows` are the attendances already read with the plans.
     async fn repeat_alerts(
         &self,
         record: &AccessRecord,
         owners: &[&LocalAuthority],
+        windows: Vec<(time::Duration, Vec<Attendance>)>,
     ) -> Result<Vec<RepeatAlert>, CoreError> {
         let mut alerts = Vec::new();
         // Owners nearly always share a rule: one read for each window.
-        let mut read: Vec<(time::Duration, Vec<Attendance>)> = Vec::new();
+        let mut read: Vec<(time::Duration, Vec<Attendance>)> = windows
+            .into_iter()
+            .map(|(window, mut seen)| {
+                // The look being recorded is not in the store yet.
+                attend(&mut seen, record);
+                (window, seen)
+            })
+            .collect();
         for la in owners {
             let rule = la.repeat_attendance;
             let window = rule.window();

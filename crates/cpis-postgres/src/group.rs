@@ -1,25 +1,27 @@
-//! Concurrent requests share statements: the clinician's look, its two
-//! reads and its write, each batched across the looks arriving together.
+//! Concurrent requests share statements: the clinician's look, its reads
+//! and its write, each batched across the looks arriving together.
 //!
 //! On PostgreSQL every statement costs the server tens of microseconds of
 //! CPU however little it does. A look took six (two reads, then BEGIN, two
 //! INSERTs and COMMIT), so the server's CPU, not the disk, capped the looks
 //! a second. Here a few tasks per kind of request each take every request
-//! waiting, answer them all with one statement of arrays (`unnest`), and
-//! reply to each caller; writes reply once that statement has committed. A
-//! batch the database refuses is run again request by request, so a bad
-//! one fails alone, as on the embedded store.
+//! waiting, answer them all with statements of arrays (`unnest`), and reply
+//! to each caller; writes reply once their statement has committed. A look
+//! is two batches: its reads (its plans, and its attendances in the
+//! windows of those plans' LAs, sent together) and its write. A batch the
+//! database refuses is run again request by request, so a bad one fails
+//! alone, as on the embedded store.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cpis_domain::{AccessRecord, Attendance, LocalAuthority, NhsNumber, Plan};
+use cpis_domain::{AccessRecord, Attendance, NhsNumber};
 use cpis_store::encoding::corrupt;
 use cpis_store::log::LogKind;
 use cpis_store::merkle::Hash;
-use cpis_store::{OutboxItem, RepeatAlert, StoreError, StoreResult};
+use cpis_store::{LookReads, OutboxItem, RepeatAlert, StoreError, StoreResult};
 use deadpool_postgres::{GenericClient, Object, Pool};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -195,42 +197,119 @@ impl<B: Batch> Runner<B> {
     }
 }
 
-/// Finds the plans, with their LAs, of each NHS number.
+/// What a look reads ([`cpis_store::Store::reads_for_look`]): a child's
+/// plans with their LAs and, if asked, its attendances in each of those LAs'
+/// windows ending at a time. Both in one round trip: two statements sent
+/// together.
 pub(crate) struct FindPlans;
 
+/// A child, the end of its windows, and whether its attendances are wanted.
+pub(crate) type PlansFor = (NhsNumber, OffsetDateTime, bool);
+
 impl Batch for FindPlans {
-    type Request = NhsNumber;
-    type Response = Vec<(Plan, LocalAuthority)>;
+    type Request = PlansFor;
+    type Response = LookReads;
 
     async fn run(
         &self,
         client: &mut Object,
-        numbers: &[&NhsNumber],
+        requests: &[&PlansFor],
     ) -> StoreResult<Vec<Self::Response>> {
         // Each number is looked up by the index whatever the statistics say
         // (`OFFSET 0` keeps the subquery from being flattened into a join
-        // that a plan made before the table was analysed could hash).
-        let select = client
+        // that a plan made before the table was analysed could hash), and
+        // the LAs are joined once for the batch (`MATERIALIZED`), not
+        // scanned again for each number.
+        let plans = client
             .prepare_cached(
-                "SELECT q.n, p.nhs_number, p.la_code, p.plan_type, p.start_date, p.end_date,
+                "WITH found AS MATERIALIZED (
+                     SELECT q.n, p.*
+                     FROM unnest($1::bigint[]) WITH ORDINALITY AS q (nhs, n)
+                     CROSS JOIN LATERAL (
+                         SELECT * FROM plan WHERE plan.nhs_number = q.nhs OFFSET 0) AS p)
+                 SELECT p.n, p.nhs_number, p.la_code, p.plan_type, p.start_date, p.end_date,
                         p.delete_date, p.expected_delivery_date, p.local_reference,
                         la.code, la.name, la.emergency_duty_number, la.office_hours_number,
                         la.repeat_organisations, la.repeat_days
-                 FROM unnest($1::bigint[]) WITH ORDINALITY AS q (nhs, n)
-                 CROSS JOIN LATERAL (
-                     SELECT * FROM plan WHERE plan.nhs_number = q.nhs OFFSET 0) AS p
-                 JOIN local_authority la ON la.code = p.la_code",
+                 FROM found p JOIN local_authority la ON la.code = p.la_code",
             )
             .await
             .db()?;
-        let numbers: Vec<i64> = numbers.iter().map(|number| nhs(**number)).collect();
-        let rows = client.query(&select, &[&numbers]).await.db()?;
-        let mut found: Vec<Self::Response> = numbers.iter().map(|_| Vec::new()).collect();
-        for row in &rows {
-            let plan = (rows::plan(row, 1)?, rows::local_authority(row, 9)?);
-            answer_for(&mut found, row)?.push(plan);
+        // The windows are those of the LAs of the child's plans, as the
+        // first statement finds them; a plan written between the two
+        // statements can only add a window, which is then not used.
+        let attendances = client
+            .prepare_cached(
+                "WITH found AS MATERIALIZED (
+                     SELECT q.n, q.nhs, q.until, p.la_code
+                     FROM unnest($1::bigint[], $2::bigint[], $3::boolean[])
+                         WITH ORDINALITY AS q (nhs, until, wanted, n)
+                     CROSS JOIN LATERAL (
+                         SELECT la_code FROM plan WHERE plan.nhs_number = q.nhs OFFSET 0) AS p
+                     WHERE q.wanted),
+                 windows AS MATERIALIZED (
+                     SELECT DISTINCT f.n, f.nhs, f.until, la.repeat_days AS days
+                     FROM found f JOIN local_authority la ON la.code = f.la_code)
+                 SELECT w.n, w.days, seen.code, coalesce(o.name, seen.code), seen.first,
+                        seen.last, seen.looks
+                 FROM windows w
+                 CROSS JOIN LATERAL (
+                     SELECT organisation_code AS code, min(at) AS first, max(at) AS last,
+                         count(*) AS looks
+                     FROM access_log
+                     WHERE nhs_number = w.nhs AND unscheduled
+                         AND at > w.until - w.days::bigint * 86400000000 AND at <= w.until
+                     GROUP BY organisation_code) AS seen
+                 LEFT JOIN organisation o ON o.code = seen.code",
+            )
+            .await
+            .db()?;
+        let numbers: Vec<i64> = requests.iter().map(|(number, _, _)| nhs(*number)).collect();
+        let until: Vec<i64> = requests.iter().map(|(_, at, _)| micros(*at)).collect();
+        let wanted: Vec<bool> = requests.iter().map(|(_, _, wanted)| *wanted).collect();
+        let plan_params: [&(dyn ToSql + Sync); 1] = [&numbers];
+        let attendance_params: [&(dyn ToSql + Sync); 3] = [&numbers, &until, &wanted];
+        let (plan_rows, attendance_rows) = if wanted.contains(&true) {
+            // Awaited together, the two are sent before either is answered.
+            tokio::try_join!(
+                client.query(&plans, &plan_params),
+                client.query(&attendances, &attendance_params),
+            )
+            .db()?
+        } else {
+            (client.query(&plans, &plan_params).await.db()?, Vec::new())
+        };
+        let mut reads: Vec<LookReads> = requests
+            .iter()
+            .map(|_| LookReads {
+                plans: Vec::new(),
+                windows: Vec::new(),
+            })
+            .collect();
+        for row in &plan_rows {
+            let (plan, la) = (rows::plan(row, 1)?, rows::local_authority(row, 9)?);
+            let read = answer_for(&mut reads, row)?;
+            let window = la.repeat_attendance.window();
+            if !read.windows.iter().any(|(known, _)| *known == window) {
+                read.windows.push((window, Vec::new()));
+            }
+            read.plans.push((plan, la));
         }
-        Ok(found)
+        for (read, (_, _, wanted)) in reads.iter_mut().zip(requests) {
+            if !wanted {
+                read.windows.clear();
+            }
+        }
+        for row in &attendance_rows {
+            let days: i32 = row.try_get(1).map_err(corrupt)?;
+            let window = Duration::days(i64::from(days));
+            let attendance = rows::attendance(row, 2)?;
+            let read = answer_for(&mut reads, row)?;
+            if let Some((_, seen)) = read.windows.iter_mut().find(|(known, _)| *known == window) {
+                seen.push(attendance);
+            }
+        }
+        Ok(reads)
     }
 }
 

@@ -1,8 +1,8 @@
 //! The scale-out store: PostgreSQL, shared by any number of `cpis` nodes.
 //!
 //! Each method is one transaction on a pooled connection, except the
-//! clinician's look: its plan lookup, its attendance read and its write are
-//! each shared with the looks arriving with it, one statement a batch
+//! clinician's look: its reads (plans and attendances, two statements sent
+//! together) and its write are each shared with the looks arriving with it
 //! (`group`), since a statement costs the server far more CPU than its
 //! rows. The SQL keeps to what PostgreSQL-compatible distributed engines
 //! also run: `INSERT … ON CONFLICT`, `FOR UPDATE SKIP LOCKED`, no sequences,
@@ -25,8 +25,9 @@ use cpis_store::log::{
 use cpis_store::merkle::{self, Hash};
 use cpis_store::{AccessFilter, AccessQuery, OutboxKind};
 use cpis_store::{
-    AppliedPlans, DeliveryCounts, FailedItem, LaClient, OutboxClaim, OutboxItem, PlanBatch,
-    PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord, Webhook,
+    AppliedPlans, DeliveryCounts, FailedItem, LaClient, LookReads, OutboxClaim, OutboxItem,
+    PlanBatch, PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord,
+    Webhook,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use time::OffsetDateTime;
@@ -65,7 +66,7 @@ pub struct PgStore {
     pool: Pool,
     /// Host, port and database, for messages: never the password.
     target: String,
-    /// The clinician's look, batched: its two reads and its write each share
+    /// The clinician's look, batched: its reads and its write each share
     /// statements (and the write its commit) with the looks arriving with it.
     find_plans: Group<FindPlans>,
     read_attendances: Group<ReadAttendances>,
@@ -135,8 +136,9 @@ impl PgStore {
         &self.target
     }
 
-    /// How many looks have shared each batch so far: of plan lookups,
-    /// attendance reads and writes.
+    /// How many requests have shared each batch so far: of a look's reads
+    /// (plans and attendances), of attendance reads on their own (for
+    /// callers other than a look), and of writes.
     pub fn shared(&self) -> [Shared; 3] {
         [
             self.find_plans.shared(),
@@ -382,7 +384,17 @@ impl Store for PgStore {
         &self,
         nhs_number: NhsNumber,
     ) -> StoreResult<Vec<(Plan, LocalAuthority)>> {
-        self.find_plans.call(nhs_number).await
+        let read = (nhs_number, OffsetDateTime::UNIX_EPOCH, false);
+        Ok(self.find_plans.call(read).await?.plans)
+    }
+
+    async fn reads_for_look(
+        &self,
+        nhs_number: NhsNumber,
+        at: OffsetDateTime,
+        attendances: bool,
+    ) -> StoreResult<LookReads> {
+        self.find_plans.call((nhs_number, at, attendances)).await
     }
 
     async fn plans_for_la(&self, la: LaCode, page: PlanPage) -> StoreResult<Vec<Plan>> {

@@ -11,17 +11,17 @@ use std::any::Any;
 use std::sync::Arc;
 
 use cpis_domain::{
-    AccessRecord, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, PhoneNumber, Plan,
-    PlanFields, PlanKey, PlanType, SettingType,
+    AccessRecord, Attendance, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation,
+    PhoneNumber, Plan, PlanFields, PlanKey, PlanType, RepeatRule, SettingType,
 };
 use time::macros::{date, datetime};
 use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::{
-    AccessFilter, AccessQuery, DeliveryCounts, LaClient, OutboxClaim, OutboxItem, OutboxKind,
-    PlanBatch, PlanPage, PlanSpoolWriter, Plans, RepeatAlert, Snapshot, Store, StoreError,
-    UploadRecord, Webhook,
+    AccessFilter, AccessQuery, DeliveryCounts, LaClient, LookReads, OutboxClaim, OutboxItem,
+    OutboxKind, PlanBatch, PlanPage, PlanSpoolWriter, Plans, RepeatAlert, Snapshot, Store,
+    StoreError, UploadRecord, Webhook,
     log::{self, Checkpoint, LoggedRecord, ReportRecord},
     merkle,
 };
@@ -61,6 +61,7 @@ macro_rules! conformance_tests {
             retention_removes_old_records_and_keeps_their_leaves,
             concurrent_writes_all_land,
             concurrent_lookups_each_get_their_own_child,
+            a_looks_reads_give_each_window_its_attendances,
             a_failed_write_among_concurrent_ones_fails_alone,
             meta_round_trips,
             ephemeral_entries_expire_and_are_taken_once,
@@ -1558,12 +1559,103 @@ pub async fn concurrent_lookups_each_get_their_own_child<S: Store>(store: Arc<S>
                 let looks: Vec<u32> = seen.iter().map(|attendance| attendance.looks).collect();
                 let expected = if i % 4 == 0 { vec![] } else { vec![i % 4] };
                 assert_eq!(looks, expected, "attendances of child {i}");
+                let reads = store
+                    .reads_for_look(child, AT + Duration::days(1), true)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    reads.plans.len() as u32,
+                    i % 3 + 1,
+                    "a look's plans of child {i}"
+                );
+                let looks: Vec<u32> = reads
+                    .windows
+                    .iter()
+                    .flat_map(|(_, seen)| seen.iter().map(|attendance| attendance.looks))
+                    .collect();
+                assert_eq!(looks, expected, "a look's attendances of child {i}");
             })
         })
         .collect();
     for task in tasks {
         task.await.unwrap();
     }
+}
+
+/// `reads_for_look` answers what the plan lookup and one attendance read
+/// per distinct window of the child's LAs would.
+pub async fn a_looks_reads_give_each_window_its_attendances<S: Store>(store: Arc<S>) {
+    seed_las(&*store).await;
+    // Kent looks back a week; Camden keeps the default 30 days.
+    let kent = LocalAuthority {
+        repeat_attendance: RepeatRule::new(2, 7).unwrap(),
+        ..test_la("E10000016", "Kent")
+    };
+    store.put_local_authorities(vec![kent]).await.unwrap();
+    let child = test_nhs_number(1_100);
+    for la in ["E09000007", "E10000016"] {
+        let plan = test_plan(la, child, PlanType::ChildProtection, TODAY);
+        store
+            .apply_plans(batch(la, vec![plan], None))
+            .await
+            .unwrap();
+    }
+    let elsewhere = |at| AccessRecord {
+        organisation_code: OdsCode::parse("X98ED").unwrap(),
+        ..test_access(child, at, true)
+    };
+    for record in [
+        test_access(child, AT - Duration::days(20), true),
+        test_access(child, AT - Duration::days(2), true),
+        elsewhere(AT - Duration::days(1)),
+        test_access(child, AT - Duration::hours(1), false),
+        test_access(test_nhs_number(1_101), AT - Duration::hours(1), true),
+        // After the look: not seen by it.
+        test_access(child, AT + Duration::hours(1), true),
+    ] {
+        store.record_access(record, vec![], vec![]).await.unwrap();
+    }
+    let sorted = |mut seen: Vec<Attendance>| {
+        seen.sort_by(|a, b| a.organisation_code.cmp(&b.organisation_code));
+        seen
+    };
+    let reads = store.reads_for_look(child, AT, true).await.unwrap();
+    assert_eq!(reads.plans.len(), 2);
+    let mut windows: Vec<_> = reads
+        .windows
+        .into_iter()
+        .map(|(window, seen)| (window, sorted(seen)))
+        .collect();
+    windows.sort_by_key(|(window, _)| *window);
+    assert_eq!(
+        windows
+            .iter()
+            .map(|(window, _)| window.whole_days())
+            .collect::<Vec<_>>(),
+        [7, 30]
+    );
+    for (window, seen) in &windows {
+        let read = store.attendances(child, AT - *window, AT).await.unwrap();
+        assert_eq!(*seen, sorted(read), "the {window} window");
+    }
+    let looks = |seen: &[Attendance]| seen.iter().map(|a| a.looks).collect::<Vec<_>>();
+    assert_eq!(looks(&windows[0].1), [1, 1], "a week: one look at each");
+    assert_eq!(looks(&windows[1].1), [1, 2], "30 days: two at X99ED");
+
+    let without = store.reads_for_look(child, AT, false).await.unwrap();
+    assert_eq!(without.plans.len(), 2);
+    assert!(without.windows.is_empty());
+    let nobody = store
+        .reads_for_look(test_nhs_number(1_102), AT, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        nobody,
+        LookReads {
+            plans: vec![],
+            windows: vec![]
+        }
+    );
 }
 
 pub async fn a_failed_write_among_concurrent_ones_fails_alone<S: Store>(store: Arc<S>) {

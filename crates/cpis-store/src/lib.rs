@@ -143,6 +143,16 @@ pub struct OutboxItem {
     pub attempts: u32,
 }
 
+/// What [`Store::reads_for_look`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookReads {
+    /// Every plan held for the child, each with its LA.
+    pub plans: Vec<(Plan, LocalAuthority)>,
+    /// The child's attendances in each distinct window of those LAs; empty
+    /// when they were not asked for.
+    pub windows: Vec<(Duration, Vec<Attendance>)>,
+}
+
 /// A repeat-attendance alert: its item is written only when the LA has had
 /// no alert about this child since `not_since` (once per window), decided
 /// inside the transaction so that two nodes cannot both send one.
@@ -300,6 +310,33 @@ pub trait Store: Send + Sync + 'static {
         &self,
         nhs_number: NhsNumber,
     ) -> impl Future<Output = StoreResult<Vec<(Plan, LocalAuthority)>>> + Send;
+
+    /// What a clinician's look reads: the plans of `nhs_number` as
+    /// [`Store::plans_for_nhs_number`] gives them and, if `attendances`, the
+    /// child's [`Store::attendances`] within the repeat-attendance window of
+    /// each of those plans' LAs, ending at `at`. By default those reads one
+    /// after another; a store may answer it all at once.
+    fn reads_for_look(
+        &self,
+        nhs_number: NhsNumber,
+        at: OffsetDateTime,
+        attendances: bool,
+    ) -> impl Future<Output = StoreResult<LookReads>> + Send {
+        async move {
+            let plans = self.plans_for_nhs_number(nhs_number).await?;
+            let mut windows: Vec<(Duration, Vec<Attendance>)> = Vec::new();
+            if attendances {
+                for (_, la) in &plans {
+                    let window = la.repeat_attendance.window();
+                    if !windows.iter().any(|(known, _)| *known == window) {
+                        let seen = self.attendances(nhs_number, at - window, at).await?;
+                        windows.push((window, seen));
+                    }
+                }
+            }
+            Ok(LookReads { plans, windows })
+        }
+    }
 
     /// One page of an LA's plans in key order.
     fn plans_for_la(
