@@ -201,12 +201,12 @@ impl<B: Batch> Runner<B> {
 /// plans with their LAs and, if asked, its attendances in each of those LAs'
 /// windows ending at a time. Both in one round trip: two statements sent
 /// together.
-pub(crate) struct FindPlans;
+pub(crate) struct ReadsForLook;
 
 /// A child, the end of its windows, and whether its attendances are wanted.
 pub(crate) type PlansFor = (NhsNumber, OffsetDateTime, bool);
 
-impl Batch for FindPlans {
+impl Batch for ReadsForLook {
     type Request = PlansFor;
     type Response = LookReads;
 

@@ -35,7 +35,7 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 pub use crate::group::Shared;
-use crate::group::{FindPlans, Group, Look, ReadAttendances, WriteLooks};
+use crate::group::{Group, Look, ReadAttendances, ReadsForLook, WriteLooks};
 use crate::rows::{DbResult, micros, nhs};
 
 /// How the pool behaves; the defaults suit one node of a national service.
@@ -68,9 +68,9 @@ pub struct PgStore {
     target: String,
     /// The clinician's look, batched: its reads and its write each share
     /// statements (and the write its commit) with the looks arriving with it.
-    find_plans: Group<FindPlans>,
+    look_reads: Group<ReadsForLook>,
     read_attendances: Group<ReadAttendances>,
-    write_looks: Group<WriteLooks>,
+    look_writes: Group<WriteLooks>,
 }
 
 impl PgStore {
@@ -113,9 +113,9 @@ impl PgStore {
         let pool = build_pool(config, settings.max_connections, &settings)?;
         let batch_pool = build_pool(batch_config, group::CONNECTIONS, &settings)?;
         let store = PgStore {
-            find_plans: Group::start(FindPlans, batch_pool.clone(), &target),
+            look_reads: Group::start(ReadsForLook, batch_pool.clone(), &target),
             read_attendances: Group::start(ReadAttendances, batch_pool.clone(), &target),
-            write_looks: Group::start(WriteLooks, batch_pool, &target),
+            look_writes: Group::start(WriteLooks, batch_pool, &target),
             pool,
             target,
         };
@@ -141,9 +141,9 @@ impl PgStore {
     /// callers other than a look), and of writes.
     pub fn shared(&self) -> [Shared; 3] {
         [
-            self.find_plans.shared(),
+            self.look_reads.shared(),
             self.read_attendances.shared(),
-            self.write_looks.shared(),
+            self.look_writes.shared(),
         ]
     }
 
@@ -385,7 +385,7 @@ impl Store for PgStore {
         nhs_number: NhsNumber,
     ) -> StoreResult<Vec<(Plan, LocalAuthority)>> {
         let read = (nhs_number, OffsetDateTime::UNIX_EPOCH, false);
-        Ok(self.find_plans.call(read).await?.plans)
+        Ok(self.look_reads.call(read).await?.plans)
     }
 
     async fn reads_for_look(
@@ -394,7 +394,7 @@ impl Store for PgStore {
         at: OffsetDateTime,
         attendances: bool,
     ) -> StoreResult<LookReads> {
-        self.find_plans.call((nhs_number, at, attendances)).await
+        self.look_reads.call((nhs_number, at, attendances)).await
     }
 
     async fn plans_for_la(&self, la: LaCode, page: PlanPage) -> StoreResult<Vec<Plan>> {
@@ -451,7 +451,7 @@ impl Store for PgStore {
     ) -> StoreResult<u64> {
         // Only the log-overhead benchmark leaves the leaf out.
         let leaf = (!cfg!(feature = "bench-without-log")).then(|| log::access_leaf_hash(&record));
-        self.write_looks
+        self.look_writes
             .call(Look {
                 record,
                 leaf,
