@@ -27,6 +27,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use crate::PoolSettings;
 use crate::rows::{self, DbResult, micros, nhs};
 
 /// Tasks per kind of request. More than one, so that while one batch waits
@@ -61,6 +62,10 @@ struct Job<B: Batch> {
 pub(crate) struct Group<B: Batch> {
     jobs: mpsc::Sender<Job<B>>,
     counts: Arc<Counts>,
+    /// The longest a caller waits, queued and answered: a database that
+    /// stops answering without closing its connections gives 503, not a
+    /// caller waiting for TCP to give up.
+    timeout: std::time::Duration,
 }
 
 /// How well requests are sharing statements, since the store was opened.
@@ -80,7 +85,7 @@ struct Counts {
 
 impl<B: Batch> Group<B> {
     /// Starts the tasks on the current runtime.
-    pub(crate) fn start(batch: B, pool: Pool, target: &str) -> Self {
+    pub(crate) fn start(batch: B, pool: Pool, target: &str, settings: &PoolSettings) -> Self {
         let (jobs, receiver) = mpsc::channel(MAX_BATCH * TASKS);
         let receiver = Arc::new(Mutex::new(receiver));
         let counts = Arc::new(Counts::default());
@@ -88,23 +93,37 @@ impl<B: Batch> Group<B> {
             batch,
             pool,
             target: target.to_owned(),
+            retry_budget: settings.wait_timeout,
         });
         for _ in 0..TASKS {
             tokio::spawn(run(runner.clone(), receiver.clone(), counts.clone()));
         }
-        Group { jobs, counts }
+        Group {
+            jobs,
+            counts,
+            timeout: settings.wait_timeout + settings.statement_timeout,
+        }
     }
 
     /// Answers `request`, sharing a statement with whatever else is waiting.
+    /// A write that times out here may still commit: the caller is told it
+    /// failed, and the look is recorded though nothing was shown.
     pub(crate) async fn call(&self, request: B::Request) -> StoreResult<B::Response> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { request, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the store's batching task has stopped".into()))?;
-        answer.await.map_err(|_| {
-            StoreError::Unavailable("the store's batching task stopped before answering".into())
-        })?
+        let answered = tokio::time::timeout(self.timeout, async {
+            let (reply, answer) = oneshot::channel();
+            self.jobs.send(Job { request, reply }).await.map_err(|_| {
+                StoreError::Unavailable("the store's batching task has stopped".into())
+            })?;
+            answer.await.map_err(|_| {
+                StoreError::Unavailable("the store's batching task stopped before answering".into())
+            })?
+        })
+        .await;
+        answered.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the database did not answer in time".into(),
+            ))
+        })
     }
 
     pub(crate) fn shared(&self) -> Shared {
@@ -120,6 +139,26 @@ struct Runner<B> {
     pool: Pool,
     /// Host, port and database, for messages.
     target: String,
+    /// How long a refused batch's requests may go on being run one by one;
+    /// those left then fail, rather than each wait its turn at a database
+    /// too slow to answer.
+    retry_budget: std::time::Duration,
+}
+
+/// Why a batch failed.
+enum Failure {
+    /// No connection, or it broke: alone, each request would fail the same way.
+    Connection(StoreError),
+    /// The database refused the statement: one request may be to blame.
+    Statement(StoreError),
+}
+
+impl Failure {
+    fn into_error(self) -> StoreError {
+        match self {
+            Failure::Connection(error) | Failure::Statement(error) => error,
+        }
+    }
 }
 
 async fn run<B: Batch>(
@@ -159,41 +198,60 @@ impl<B: Batch> Runner<B> {
                     let _ = job.reply.send(Err(StoreError::Corrupt(message.into())));
                 }
             }
-            // The database is out of reach: alone, each would fail the same way.
-            Err(StoreError::Unavailable(message)) => {
+            Err(Failure::Connection(error)) => {
+                let message = match error {
+                    StoreError::Unavailable(message) => message,
+                    other => other.to_string(),
+                };
                 for job in jobs.drain(..) {
                     let _ = job
                         .reply
                         .send(Err(StoreError::Unavailable(message.clone())));
                 }
             }
-            Err(error) if jobs.len() == 1 => {
+            Err(Failure::Statement(error)) if jobs.len() == 1 => {
                 if let Some(job) = jobs.pop() {
                     let _ = job.reply.send(Err(error));
                 }
             }
-            Err(error) => {
+            Err(Failure::Statement(error)) => {
                 tracing::warn!(%error, requests = jobs.len(), "a batch was refused; running each request alone");
+                let deadline = tokio::time::Instant::now() + self.retry_budget;
                 for job in jobs.drain(..) {
-                    let result = self.run(&[&job.request]).await.and_then(|responses| {
-                        responses.into_iter().next().ok_or_else(|| {
-                            StoreError::Corrupt("a request was answered with nothing".into())
-                        })
-                    });
+                    let result = if tokio::time::Instant::now() < deadline {
+                        self.run(&[&job.request])
+                            .await
+                            .map_err(Failure::into_error)
+                            .and_then(|responses| {
+                                responses.into_iter().next().ok_or_else(|| {
+                                    StoreError::Corrupt(
+                                        "a request was answered with nothing".into(),
+                                    )
+                                })
+                            })
+                    } else {
+                        Err(StoreError::Unavailable(
+                            "the database is answering too slowly".into(),
+                        ))
+                    };
                     let _ = job.reply.send(result);
                 }
             }
         }
     }
 
-    async fn run(&self, requests: &[&B::Request]) -> StoreResult<Vec<B::Response>> {
+    async fn run(&self, requests: &[&B::Request]) -> Result<Vec<B::Response>, Failure> {
         let mut client = self.pool.get().await.map_err(|error| {
-            StoreError::Unavailable(format!(
+            Failure::Connection(StoreError::Unavailable(format!(
                 "cannot reach PostgreSQL at {}: {error}",
                 self.target
-            ))
+            )))
         })?;
-        self.batch.run(&mut client, requests).await
+        match self.batch.run(&mut client, requests).await {
+            Ok(responses) => Ok(responses),
+            Err(error) if client.is_closed() => Err(Failure::Connection(error)),
+            Err(error) => Err(Failure::Statement(error)),
+        }
     }
 }
 
@@ -235,9 +293,10 @@ impl Batch for ReadsForLook {
             )
             .await
             .db()?;
-        // The windows are those of the LAs of the child's plans, as the
-        // first statement finds them; a plan written between the two
-        // statements can only add a window, which is then not used.
+        // A row for every window of the child's LAs, with or without
+        // attendances. The two statements are two snapshots: a window only
+        // one of them finds (a plan or an LA's rule changed in between) is
+        // left out, and the caller reads it on its own.
         let attendances = client
             .prepare_cached(
                 "WITH found AS MATERIALIZED (
@@ -253,13 +312,13 @@ impl Batch for ReadsForLook {
                  SELECT w.n, w.days, seen.code, coalesce(o.name, seen.code), seen.first,
                         seen.last, seen.looks
                  FROM windows w
-                 CROSS JOIN LATERAL (
+                 LEFT JOIN LATERAL (
                      SELECT organisation_code AS code, min(at) AS first, max(at) AS last,
                          count(*) AS looks
                      FROM access_log
                      WHERE nhs_number = w.nhs AND unscheduled
                          AND at > w.until - w.days::bigint * 86400000000 AND at <= w.until
-                     GROUP BY organisation_code) AS seen
+                     GROUP BY organisation_code) AS seen ON true
                  LEFT JOIN organisation o ON o.code = seen.code",
             )
             .await
@@ -295,19 +354,27 @@ impl Batch for ReadsForLook {
             }
             read.plans.push((plan, la));
         }
-        for (read, (_, _, wanted)) in reads.iter_mut().zip(requests) {
-            if !wanted {
-                read.windows.clear();
-            }
-        }
+        let mut agreed: Vec<Vec<Duration>> = requests.iter().map(|_| Vec::new()).collect();
         for row in &attendance_rows {
             let days: i32 = row.try_get(1).map_err(corrupt)?;
             let window = Duration::days(i64::from(days));
+            let windows = answer_for(&mut agreed, row)?;
+            if !windows.contains(&window) {
+                windows.push(window);
+            }
+            let organisation: Option<&str> = row.try_get(2).map_err(corrupt)?;
+            if organisation.is_none() {
+                continue;
+            }
             let attendance = rows::attendance(row, 2)?;
             let read = answer_for(&mut reads, row)?;
             if let Some((_, seen)) = read.windows.iter_mut().find(|(known, _)| *known == window) {
                 seen.push(attendance);
             }
+        }
+        for (read, agreed) in reads.iter_mut().zip(agreed) {
+            // Not asked for, or not found by both statements.
+            read.windows.retain(|(window, _)| agreed.contains(window));
         }
         Ok(reads)
     }
@@ -404,15 +471,20 @@ async fn write(client: &mut Object, looks: &[&Look]) -> StoreResult<Vec<u64>> {
     }
     let tx = client.transaction().await.db()?;
     columns.insert(&tx).await?;
-    let mut written = Vec::with_capacity(looks.len());
-    for look in looks {
-        let mut taken = 0;
-        for alert in &look.alerts {
-            if take_alert(&tx, alert).await? {
-                taken += 1;
-            }
+    // Taking a window locks its row, even when the window is not taken; in
+    // one order for every batch (stable, so the first look of a batch takes
+    // a window before a later one), or two batches could deadlock.
+    let mut alerts: Vec<(usize, &RepeatAlert)> = looks
+        .iter()
+        .enumerate()
+        .flat_map(|(index, look)| look.alerts.iter().map(move |alert| (index, alert)))
+        .collect();
+    alerts.sort_by_key(|(_, alert)| (alert.item.la.as_str(), nhs(alert.nhs_number)));
+    let mut written = vec![0; looks.len()];
+    for (index, alert) in alerts {
+        if take_alert(&tx, alert).await? {
+            written[index] += 1;
         }
-        written.push(taken);
     }
     tx.commit().await.db()?;
     Ok(written)

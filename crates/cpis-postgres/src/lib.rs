@@ -113,9 +113,9 @@ impl PgStore {
         let pool = build_pool(config, settings.max_connections, &settings)?;
         let batch_pool = build_pool(batch_config, group::CONNECTIONS, &settings)?;
         let store = PgStore {
-            look_reads: Group::start(ReadsForLook, batch_pool.clone(), &target),
-            read_attendances: Group::start(ReadAttendances, batch_pool.clone(), &target),
-            look_writes: Group::start(WriteLooks, batch_pool, &target),
+            look_reads: Group::start(ReadsForLook, batch_pool.clone(), &target, &settings),
+            read_attendances: Group::start(ReadAttendances, batch_pool.clone(), &target, &settings),
+            look_writes: Group::start(WriteLooks, batch_pool, &target, &settings),
             pool,
             target,
         };
