@@ -126,6 +126,11 @@ impl<B: Batch> Group<B> {
         })
     }
 
+    /// Whether every task has stopped (none can, but by a panic).
+    pub(crate) fn stopped(&self) -> bool {
+        self.jobs.is_closed()
+    }
+
     pub(crate) fn shared(&self) -> Shared {
         Shared {
             batches: self.counts.batches.load(Ordering::Relaxed),
@@ -635,5 +640,57 @@ impl<'a> Columns<'a> {
         ];
         client.execute(&insert, &params).await.db()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::testing::TestSchema;
+
+    /// A batch whose every run panics: a bug, in a task.
+    struct Panics;
+
+    impl Batch for Panics {
+        type Request = ();
+        type Response = ();
+
+        async fn run(&self, _: &mut Object, _: &[&()]) -> StoreResult<Vec<()>> {
+            panic!("a bug in a batch");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tasks_that_panic_fail_their_callers_and_are_seen_stopped() {
+        let Some(schema) = TestSchema::new("the batching task test") else {
+            return;
+        };
+        let config: tokio_postgres::Config = schema.url.parse().unwrap();
+        let settings = PoolSettings::default();
+        let pool = crate::build_pool(config, 1, &settings).unwrap();
+        let group = Group::start(Panics, pool, "test", &settings);
+        for _ in 0..TASKS {
+            assert!(!group.stopped());
+            let failed = group.call(()).await;
+            assert!(
+                matches!(failed, Err(StoreError::Unavailable(_))),
+                "{failed:?}"
+            );
+        }
+        // The last task's receiver goes as it unwinds.
+        for _ in 0..100 {
+            if group.stopped() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(group.stopped(), "every task has panicked");
+        let refused = group.call(()).await;
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(_))),
+            "{refused:?}"
+        );
     }
 }

@@ -212,6 +212,13 @@ fn check_schema_name(schema: &str) -> StoreResult<()> {
 
 impl Store for PgStore {
     async fn check_ready(&self) -> StoreResult<()> {
+        // Looks go through the batching tasks: a node whose tasks have all
+        // stopped cannot serve one, whatever the database says.
+        if self.look_reads.stopped() || self.look_writes.stopped() {
+            return Err(StoreError::Unavailable(
+                "the store's batching tasks have stopped".into(),
+            ));
+        }
         let client = self.client().await?;
         client.simple_query("SELECT 1").await.db()?;
         Ok(())
