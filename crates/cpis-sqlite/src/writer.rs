@@ -187,9 +187,9 @@ pub(crate) type Committed = std::sync::mpsc::Sender<Vec<Box<dyn Job>>>;
 /// Each job runs as soon as it arrives, in the transaction left open for
 /// the next commit. The writer commits when nothing more is waiting, the
 /// syncer is idle and, if its last commit was shared, [`COMMIT_GAP`] has
-/// passed since it (or the group is full), so one commit takes every job run during the
-/// syncer's previous flush. Committing each batch as it came
-/// wrote the pages every look shares (the ends of the access log, the
+/// passed since it (or the group is full), so one commit takes every job
+/// run during the syncer's previous flush. Committing each batch as it
+/// came wrote the pages every look shares (the ends of the access log, the
 /// outbox and their indexes) once per small commit: about eight WAL frames
 /// a look at 5,000 looks a second, so the WAL filled, and was restarted
 /// with the writer held, every 0.4 s.
@@ -301,7 +301,7 @@ fn commit(conn: &Connection, group: Vec<Box<dyn Job>>, committed: &Committed, ha
     }
     handoff.in_syncer.fetch_add(1, Ordering::AcqRel);
     if let Err(unsent) = committed.send(group) {
-        tracing::error!("the database's syncer has stopped; the store takes no more writes");
+        tracing::error!("{SYNCER_STOPPED}");
         handoff.sync_failed.store(true, Ordering::Release);
         for job in unsent.0 {
             job.finish(Err(
@@ -310,6 +310,8 @@ fn commit(conn: &Connection, group: Vec<Box<dyn Job>>, committed: &Committed, ha
         }
     }
 }
+
+const SYNCER_STOPPED: &str = "the database's syncer has stopped; the store takes no more writes";
 
 const SYNC_FAILED: &str = "an earlier sync of the database's WAL failed; restart the service";
 
@@ -370,7 +372,7 @@ struct SyncerStopped<'a> {
 impl Drop for SyncerStopped<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            tracing::error!("the database's syncer has stopped; the store takes no more writes");
+            tracing::error!("{SYNCER_STOPPED}");
             self.handoff.sync_failed.store(true, Ordering::Release);
         }
         self.handoff.in_syncer.store(0, Ordering::Release);
