@@ -223,8 +223,8 @@ async fn run(seconds: u64) {
     }
 }
 
-/// PostgreSQL's batches so far (plan lookups, attendance reads, writes), if
-/// `store` is PostgreSQL.
+/// PostgreSQL's batches so far (a look's reads, attendance reads on their
+/// own, writes), if `store` is PostgreSQL.
 fn batches<S: Store + 'static>(store: &S) -> Option<[cpis_postgres::Shared; 3]> {
     (store as &dyn std::any::Any)
         .downcast_ref::<cpis_postgres::PgStore>()
@@ -344,15 +344,15 @@ async fn bench<S: Store + 'static>(
     let result = wrk(&target, Some(&token), &numbers, seconds, connections());
     assert_eq!(result.non_2xx, 0, "every query answered 200");
     println!("figure: {name}: http {:.0}", result.requests_per_second);
-    let over_http = per_batch(before, batches(&**app.store()));
-    let before = batches(&**app.store());
+    let before_fixed_rate = batches(&**app.store());
+    let over_http = per_batch(before, before_fixed_rate);
     let (p50, p99, max, failed) = tokio::task::spawn_blocking({
         let (target, token, numbers) = (target.clone(), token.clone(), numbers.clone());
         move || fixed_rate(target, token, numbers, 5_000, seconds)
     })
     .await
     .unwrap();
-    let at_fixed_rate = per_batch(before, batches(&**app.store()));
+    let at_fixed_rate = per_batch(before_fixed_rate, batches(&**app.store()));
     println!(
         "{name}: at a fixed 5,000 queries/s for {seconds} s (open loop, from when each was due): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed} failed{at_fixed_rate}"
     );
