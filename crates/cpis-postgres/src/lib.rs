@@ -879,7 +879,7 @@ impl Store for PgStore {
             .query(
                 "SELECT id, la_code, kind, payload, created_at, attempts FROM outbox
                  WHERE la_code = $1 AND ($2::text IS NULL OR kind = $2)
-                 ORDER BY created_at DESC, id DESC LIMIT $3",
+                 ORDER BY feed_seq DESC NULLS FIRST, id DESC LIMIT $3",
                 &[&la.as_str(), &kind.map(OutboxKind::code), &limit],
             )
             .await

@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_feed_counter.sql")),
     (9, include_str!("../migrations/0009_outbox_by_la.sql")),
     (10, include_str!("../migrations/0010_attendance_index.sql")),
+    (11, include_str!("../migrations/0011_latest_by_feed.sql")),
 ];
 
 pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {

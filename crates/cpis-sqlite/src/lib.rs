@@ -938,7 +938,7 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "SELECT id, la_code, kind, payload, created_at, attempts FROM outbox
                      WHERE la_code = ?1 AND (?2 IS NULL OR kind = ?2)
-                     ORDER BY created_at DESC, id DESC LIMIT ?3",
+                     ORDER BY feed_seq DESC LIMIT ?3",
                 )
                 .db()?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);

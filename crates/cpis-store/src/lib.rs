@@ -489,9 +489,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<(u64, OutboxItem)>>> + Send;
 
-    /// An LA's newest items, newest first, of one kind or all, whether or
-    /// not the feed has numbered them yet: for people glancing at a
-    /// dashboard, not for systems that must miss nothing.
+    /// An LA's newest items, of one kind or all, in the feed's order, last
+    /// first, and before them any the feed has not numbered yet: for people
+    /// glancing at a dashboard, not for systems that must miss nothing.
     fn latest_notifications(
         &self,
         la: LaCode,
