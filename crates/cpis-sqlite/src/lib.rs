@@ -24,8 +24,9 @@ use cpis_store::log::{
 use cpis_store::merkle::{self, Hash};
 use cpis_store::{AccessFilter, AccessQuery, OutboxKind};
 use cpis_store::{
-    AppliedPlans, DeliveryCounts, FailedItem, LaClient, OutboxClaim, OutboxItem, PlanBatch,
-    PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord, Webhook,
+    AppliedPlans, DeliveryCounts, FailedItem, LaClient, LookReads, OutboxClaim, OutboxItem,
+    PlanBatch, PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord,
+    Webhook,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use time::OffsetDateTime;
@@ -194,6 +195,30 @@ fn checkpoint_in_background(
     Ok(())
 }
 
+/// Runs `work` in one read transaction, so that all it reads comes from
+/// one snapshot, and ends the transaction whatever the outcome.
+fn in_snapshot<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    writer::run_cached(conn, "BEGIN").db()?;
+    let outcome = work(conn);
+    let ended = writer::run_cached(
+        conn,
+        if outcome.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        },
+    );
+    if ended.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let value = outcome?;
+    ended.db()?;
+    Ok(value)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir`, applies any
     /// migrations, and starts the writer thread.
@@ -273,7 +298,10 @@ impl SqliteStore {
             None => self.open_reader()?,
         };
         let outcome = work(&conn);
-        if let Ok(mut idle) = self.readers.lock()
+        // A connection left inside a transaction would go on reading its
+        // old snapshot: it is closed, not kept.
+        if conn.is_autocommit()
+            && let Ok(mut idle) = self.readers.lock()
             && idle.len() < READERS_KEPT
         {
             idle.push(conn);
@@ -457,27 +485,30 @@ impl Store for SqliteStore {
         &self,
         nhs_number: NhsNumber,
     ) -> StoreResult<Vec<(Plan, LocalAuthority)>> {
+        self.read(|conn| rows::plans_of(conn, nhs_number))
+    }
+
+    /// Both reads from one snapshot, on one connection: the windows are
+    /// those of the plans read, and the second read finds the page cache
+    /// the first one filled.
+    async fn reads_for_look(
+        &self,
+        nhs_number: NhsNumber,
+        at: OffsetDateTime,
+        attendances: bool,
+    ) -> StoreResult<LookReads> {
         self.read(|conn| {
-            let mut select = conn
-                .prepare_cached(
-                    "SELECT p.nhs_number, p.la_code, p.plan_type, p.start_date, p.end_date,
-                            p.delete_date, p.expected_delivery_date, p.local_reference,
-                            la.code, la.name, la.emergency_duty_number, la.office_hours_number,
-                            la.repeat_organisations, la.repeat_days
-                     FROM plan p JOIN local_authority la ON la.code = p.la_code
-                     WHERE p.nhs_number = ?1",
-                )
-                .db()?;
-            let rows = select
-                .query_map([rows::nhs(nhs_number)], |row| {
-                    Ok((rows::plan(row, 0)?, rows::local_authority_at(row, 8)?))
-                })
-                .db()?;
-            rows.map(|row| {
-                let (plan, la) = row.db()?;
-                Ok((plan?, la?))
+            in_snapshot(conn, |conn| {
+                let plans = rows::plans_of(conn, nhs_number)?;
+                let mut windows = Vec::new();
+                if attendances {
+                    for window in cpis_store::windows_of(&plans) {
+                        let seen = rows::attendances_of(conn, nhs_number, at - window, at)?;
+                        windows.push((window, seen));
+                    }
+                }
+                Ok(LookReads { plans, windows })
             })
-            .collect()
         })
     }
 
@@ -598,41 +629,7 @@ impl Store for SqliteStore {
         since: OffsetDateTime,
         until: OffsetDateTime,
     ) -> StoreResult<Vec<Attendance>> {
-        self.read(|conn| {
-            let mut select = conn
-                .prepare_cached(
-                    "SELECT seen.code, coalesce(o.name, seen.code), seen.first, seen.last, seen.looks
-                     FROM (SELECT organisation_code AS code, min(at) AS first, max(at) AS last,
-                               count(*) AS looks
-                           FROM access_log
-                           WHERE nhs_number = ?1 AND unscheduled = 1 AND at > ?2 AND at <= ?3
-                           GROUP BY organisation_code) AS seen
-                     LEFT JOIN organisation o ON o.code = seen.code",
-                )
-                .db()?;
-            let rows = select
-                .query_map(
-                    params![rows::nhs(nhs_number), micros(since), micros(until)],
-                    |row| {
-                        let first: i64 = row.get(2)?;
-                        let last: i64 = row.get(3)?;
-                        let looks: i64 = row.get(4)?;
-                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, first, last, looks))
-                    },
-                )
-                .db()?;
-            rows.map(|row| {
-                let (organisation_code, organisation_name, first, last, looks) = row.db()?;
-                Ok(Attendance {
-                    organisation_code,
-                    organisation_name,
-                    first_seen: from_micros(first)?,
-                    last_seen: from_micros(last)?,
-                    looks: u32::try_from(looks).unwrap_or(u32::MAX),
-                })
-            })
-            .collect()
-        })
+        self.read(|conn| rows::attendances_of(conn, nhs_number, since, until))
     }
 
     async fn recent_unscheduled_accesses(

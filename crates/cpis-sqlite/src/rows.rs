@@ -3,8 +3,9 @@
 //! not parse is reported as corrupt, never passed on.
 
 use cpis_domain::{
-    AccessRecord, LaCode, LocalAuthority, LocalReference, OdsCode, Organisation, PhoneNumber, Plan,
-    PlanFields, PlanKey, PlanType, RepeatRule, SettingType, format_iso_date, parse_iso_date,
+    AccessRecord, Attendance, LaCode, LocalAuthority, LocalReference, NhsNumber, OdsCode,
+    Organisation, PhoneNumber, Plan, PlanFields, PlanKey, PlanType, RepeatRule, SettingType,
+    format_iso_date, parse_iso_date,
 };
 use cpis_store::log::{Checkpoint, LogKind, ReportRecord, RetentionRecord};
 use cpis_store::merkle::Hash;
@@ -13,7 +14,7 @@ use cpis_store::{
     UploadRecord, Webhook,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
-use time::Date;
+use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 pub(crate) trait DbResult<T> {
@@ -551,4 +552,81 @@ pub(crate) fn insert_upload(conn: &Connection, upload: &UploadRecord) -> StoreRe
     ])
     .db()?;
     Ok(())
+}
+
+/// Every plan held for an NHS number, each with its LA
+/// (`Store::plans_for_nhs_number`).
+pub(crate) fn plans_of(
+    conn: &Connection,
+    nhs_number: NhsNumber,
+) -> StoreResult<Vec<(Plan, LocalAuthority)>> {
+    let mut select = conn
+        .prepare_cached(
+            "SELECT p.nhs_number, p.la_code, p.plan_type, p.start_date, p.end_date,
+                    p.delete_date, p.expected_delivery_date, p.local_reference,
+                    la.code, la.name, la.emergency_duty_number, la.office_hours_number,
+                    la.repeat_organisations, la.repeat_days
+             FROM plan p JOIN local_authority la ON la.code = p.la_code
+             WHERE p.nhs_number = ?1",
+        )
+        .db()?;
+    let rows = select
+        .query_map([nhs(nhs_number)], |row| {
+            Ok((plan(row, 0)?, local_authority_at(row, 8)?))
+        })
+        .db()?;
+    rows.map(|row| {
+        let (plan, la) = row.db()?;
+        Ok((plan?, la?))
+    })
+    .collect()
+}
+
+/// A child's unscheduled looks in `(since, until]`, one row per
+/// organisation (`Store::attendances`).
+pub(crate) fn attendances_of(
+    conn: &Connection,
+    nhs_number: NhsNumber,
+    since: OffsetDateTime,
+    until: OffsetDateTime,
+) -> StoreResult<Vec<Attendance>> {
+    let mut select = conn
+        .prepare_cached(
+            "SELECT seen.code, coalesce(o.name, seen.code), seen.first, seen.last, seen.looks
+             FROM (SELECT organisation_code AS code, min(at) AS first, max(at) AS last,
+                       count(*) AS looks
+                   FROM access_log
+                   WHERE nhs_number = ?1 AND unscheduled = 1 AND at > ?2 AND at <= ?3
+                   GROUP BY organisation_code) AS seen
+             LEFT JOIN organisation o ON o.code = seen.code",
+        )
+        .db()?;
+    let rows = select
+        .query_map(
+            params![nhs(nhs_number), micros(since), micros(until)],
+            |row| {
+                let first: i64 = row.get(2)?;
+                let last: i64 = row.get(3)?;
+                let looks: i64 = row.get(4)?;
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    first,
+                    last,
+                    looks,
+                ))
+            },
+        )
+        .db()?;
+    rows.map(|row| {
+        let (organisation_code, organisation_name, first, last, looks) = row.db()?;
+        Ok(Attendance {
+            organisation_code,
+            organisation_name,
+            first_seen: from_micros(first)?,
+            last_seen: from_micros(last)?,
+            looks: u32::try_from(looks).unwrap_or(u32::MAX),
+        })
+    })
+    .collect()
 }

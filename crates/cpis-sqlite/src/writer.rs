@@ -65,7 +65,7 @@ pub(crate) const QUEUE_DEPTH: usize = 8192;
 /// Runs a statement kept prepared: every group begins and commits, and a
 /// group run again opens and closes a savepoint per job; parsing them
 /// afresh showed in a profile of the query.
-fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+pub(crate) fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 

@@ -153,6 +153,19 @@ pub struct LookReads {
     pub windows: Vec<(Duration, Vec<Attendance>)>,
 }
 
+/// The distinct repeat-attendance windows of the LAs of `plans`, in the
+/// order their plans come: the windows a look's attendances are read in.
+pub fn windows_of(plans: &[(Plan, LocalAuthority)]) -> Vec<Duration> {
+    let mut windows: Vec<Duration> = Vec::new();
+    for (_, la) in plans {
+        let window = la.repeat_attendance.window();
+        if !windows.contains(&window) {
+            windows.push(window);
+        }
+    }
+    windows
+}
+
 /// A repeat-attendance alert: its item is written only when the LA has had
 /// no alert about this child since `not_since` (once per window), decided
 /// inside the transaction so that two nodes cannot both send one.
@@ -324,14 +337,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<LookReads>> + Send {
         async move {
             let plans = self.plans_for_nhs_number(nhs_number).await?;
-            let mut windows: Vec<(Duration, Vec<Attendance>)> = Vec::new();
+            let mut windows = Vec::new();
             if attendances {
-                for (_, la) in &plans {
-                    let window = la.repeat_attendance.window();
-                    if !windows.iter().any(|(known, _)| *known == window) {
-                        let seen = self.attendances(nhs_number, at - window, at).await?;
-                        windows.push((window, seen));
-                    }
+                for window in windows_of(&plans) {
+                    let seen = self.attendances(nhs_number, at - window, at).await?;
+                    windows.push((window, seen));
                 }
             }
             Ok(LookReads { plans, windows })
