@@ -582,6 +582,24 @@ pub(crate) fn plans_of(
     .collect()
 }
 
+/// Every plan of one LA, by child.
+pub(crate) fn plans_of_la(conn: &Connection, la: LaCode) -> StoreResult<Vec<Plan>> {
+    let mut select = conn
+        .prepare_cached(&format!(
+            "{SELECT_PLAN} WHERE la_code = ?1 ORDER BY nhs_number, plan_type, start_date"
+        ))
+        .db()?;
+    let rows = select.query_map([la.as_str()], |row| plan(row, 0)).db()?;
+    rows.map(|row| row.db().and_then(|plan| plan)).collect()
+}
+
+/// Every plan held.
+pub(crate) fn all_plans(conn: &Connection) -> StoreResult<Vec<Plan>> {
+    let mut select = conn.prepare_cached(SELECT_PLAN).db()?;
+    let rows = select.query_map([], |row| plan(row, 0)).db()?;
+    rows.map(|row| row.db().and_then(|plan| plan)).collect()
+}
+
 /// A child's unscheduled looks in `(since, until]`, one row per
 /// organisation (`Store::attendances`).
 pub(crate) fn attendances_of(

@@ -129,7 +129,8 @@ fn with_end(plan: &Plan, end: Date) -> Plan {
     .unwrap()
 }
 
-fn batch(la: &str, plans: Vec<Plan>, snapshot: Option<Snapshot>) -> PlanBatch {
+/// A batch of `plans` from `la`, applied as a snapshot if `snapshot` is given.
+pub fn batch(la: &str, plans: Vec<Plan>, snapshot: Option<Snapshot>) -> PlanBatch {
     PlanBatch {
         la: LaCode::parse(la).unwrap(),
         batch_id: Uuid::now_v7(),
