@@ -54,7 +54,9 @@ const MAX_GROUP: usize = 512;
 /// reached the disk a look instead of 34 KB, the p99 was 14 to 16 ms, not
 /// 21 to 30, and the median 3.2 ms, not 2.2 (`cargo xtask bench query`,
 /// 2026-11-25, two interleaved runs each; 2 ms apart gave 25 KB and 1.5 ms
-/// more at the median). Only a commit that follows a shared one waits: a lone
+/// more at the median; on 2026-12-06, 2, 3 and 5 ms bought no throughput or
+/// p99 beyond the noise and added what they wait to the median: see
+/// BENCHMARKS.md). Only a commit that follows a shared one waits: a lone
 /// caller writing one thing after another is not held back, since nobody
 /// would join it, and neither is a write after a quiet millisecond.
 const COMMIT_GAP: Duration = Duration::from_millis(1);
