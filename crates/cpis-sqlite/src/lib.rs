@@ -420,32 +420,11 @@ impl Store for SqliteStore {
     }
 
     async fn local_authorities(&self) -> StoreResult<Vec<LocalAuthority>> {
-        self.read(|conn| {
-            let mut select = conn
-                .prepare_cached(
-                    "SELECT code, name, emergency_duty_number, office_hours_number,
-                            repeat_organisations, repeat_days
-                     FROM local_authority ORDER BY code",
-                )
-                .db()?;
-            let rows = select.query_map([], rows::local_authority).db()?;
-            rows.map(|row| row.db().and_then(|la| la)).collect()
-        })
+        self.read(rows::local_authorities)
     }
 
     async fn local_authority(&self, code: LaCode) -> StoreResult<Option<LocalAuthority>> {
-        self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT code, name, emergency_duty_number, office_hours_number,
-                            repeat_organisations, repeat_days
-                 FROM local_authority WHERE code = ?1",
-            )
-            .db()?
-            .query_row([code.as_str()], rows::local_authority)
-            .optional()
-            .db()?
-            .transpose()
-        })
+        self.read(|conn| rows::local_authority_of(conn, code))
     }
 
     async fn put_organisations(&self, organisations: Vec<Organisation>) -> StoreResult<()> {

@@ -30,7 +30,7 @@ use cpis_domain::{LaCode, LocalAuthority, NhsNumber, Plan};
 use cpis_store::{StoreError, StoreResult};
 use rusqlite::Connection;
 
-use crate::rows::{self, DbResult};
+use crate::rows;
 
 /// What the loader thread is asked to read again.
 #[derive(Debug, Clone, Copy)]
@@ -317,19 +317,7 @@ fn load_la(conn: &Connection, index: &PlanIndex, la: LaCode) -> StoreResult<()> 
         }
     };
     let (authority, plans) = crate::in_snapshot(conn, |conn| {
-        let authority = conn
-            .prepare_cached(
-                "SELECT code, name, emergency_duty_number, office_hours_number,
-                        repeat_organisations, repeat_days
-                 FROM local_authority WHERE code = ?1",
-            )
-            .db()?
-            .query_map([la.as_str()], rows::local_authority)
-            .db()?
-            .next()
-            .transpose()
-            .db()?
-            .transpose()?;
+        let authority = rows::local_authority_of(conn, la)?;
         let plans = rows::plans_of_la(conn, la)?;
         Ok((authority, plans))
     })?;
@@ -353,17 +341,7 @@ fn load_all(conn: &Connection, index: &PlanIndex) -> StoreResult<()> {
         (state.all_generation, generations)
     };
     let (authorities, plans) = crate::in_snapshot(conn, |conn| {
-        let authorities = conn
-            .prepare_cached(
-                "SELECT code, name, emergency_duty_number, office_hours_number,
-                        repeat_organisations, repeat_days
-                 FROM local_authority",
-            )
-            .db()?
-            .query_map([], rows::local_authority)
-            .db()?
-            .map(|row| row.db().and_then(|la| la))
-            .collect::<StoreResult<Vec<LocalAuthority>>>()?;
+        let authorities = rows::local_authorities(conn)?;
         Ok((authorities, rows::all_plans(conn)?))
     })?;
     let mut by_la: HashMap<LaCode, Vec<Plan>> = HashMap::new();

@@ -582,6 +582,36 @@ pub(crate) fn plans_of(
     .collect()
 }
 
+/// Every LA, by code.
+pub(crate) fn local_authorities(conn: &Connection) -> StoreResult<Vec<LocalAuthority>> {
+    let mut select = conn
+        .prepare_cached(
+            "SELECT code, name, emergency_duty_number, office_hours_number,
+                    repeat_organisations, repeat_days
+             FROM local_authority ORDER BY code",
+        )
+        .db()?;
+    let rows = select.query_map([], local_authority).db()?;
+    rows.map(|row| row.db().and_then(|la| la)).collect()
+}
+
+/// One LA, if it is held.
+pub(crate) fn local_authority_of(
+    conn: &Connection,
+    code: LaCode,
+) -> StoreResult<Option<LocalAuthority>> {
+    conn.prepare_cached(
+        "SELECT code, name, emergency_duty_number, office_hours_number,
+                repeat_organisations, repeat_days
+         FROM local_authority WHERE code = ?1",
+    )
+    .db()?
+    .query_row([code.as_str()], local_authority)
+    .optional()
+    .db()?
+    .transpose()
+}
+
 /// Every plan of one LA, by child.
 pub(crate) fn plans_of_la(conn: &Connection, la: LaCode) -> StoreResult<Vec<Plan>> {
     let mut select = conn
