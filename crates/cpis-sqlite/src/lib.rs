@@ -5,6 +5,7 @@
 //! connections and run on the caller's thread, since every read here is an
 //! index lookup that takes microseconds.
 
+mod checkpoint;
 mod migrations;
 mod plan_index;
 mod rows;
@@ -114,21 +115,12 @@ impl Drop for SqliteStore {
     }
 }
 
-/// How often the WAL is copied back into the database file. Each copy, and
-/// the sync of the database file after it, holds up the writer's own syncs,
-/// and the WAL's restart has to copy and sync what was written since the last
-/// one, so the more often, the smaller each. At a fixed 5,000 looks a second
-/// the p99 was 28 to 42 ms copying every 200 ms, 19 to 23 ms every 50 ms, and
-/// 13 to 15 ms every 20 ms, but 20 ms cost about 7% of the peak throughput
-/// (`cargo xtask bench query`, 2026-11-25).
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
-
 /// How the embedded store manages its files.
 #[derive(Debug, Clone)]
 pub struct SqliteSettings {
     /// The WAL's length, in frames (one 4 KiB page each), past which the
     /// writer makes it start again from its beginning (see
-    /// [`checkpoint_in_background`]).
+    /// `checkpoint`).
     pub wal_restart_frames: i64,
 }
 
@@ -147,56 +139,6 @@ impl Default for SqliteSettings {
             wal_restart_frames: 262_144,
         }
     }
-}
-
-/// Copies the WAL back into the database file on a thread and connection
-/// of its own, so that the writer never does it inside a commit: SQLite's
-/// automatic checkpoint ran on the writer and held every look queued
-/// behind it for tens of milliseconds (the query's p99 at a fixed rate).
-/// A passive checkpoint waits for no one; it copies what it can.
-///
-/// A passive checkpoint never makes the WAL start again from its beginning
-/// while readers keep reading and the writer keeps appending, so under
-/// unbroken load the file would only grow. Past `wal_restart_frames` this
-/// thread copies once more, to leave little for the writer, and raises
-/// `restart`; the writer then restarts the WAL between two commits. A
-/// restart has to copy what was written since, and sync the database file,
-/// while holding the write lock: on this machine that took 15 to 25 ms (see
-/// [`SqliteSettings::default`]). (Done from this thread, it also had to win the write
-/// lock from a writer that takes it back between commits at once.)
-fn checkpoint_in_background(
-    path: PathBuf,
-    settings: SqliteSettings,
-    running: Arc<AtomicBool>,
-    restart: Arc<AtomicBool>,
-) -> StoreResult<()> {
-    let mut conn = Connection::open(&path).map_err(|error| {
-        StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
-    })?;
-    tune(&mut conn)?;
-    let passive = move || {
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(1)
-        })
-    };
-    std::thread::Builder::new()
-        .name("cpis-sqlite-checkpoint".into())
-        .spawn(move || {
-            while running.load(Ordering::Relaxed) {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                let outcome = match passive() {
-                    Ok(frames) if frames > settings.wal_restart_frames => passive().map(|_| {
-                        restart.store(true, Ordering::Relaxed);
-                    }),
-                    other => other.map(|_| ()),
-                };
-                if let Err(error) = outcome {
-                    tracing::warn!(%error, "could not checkpoint the WAL");
-                }
-            }
-        })
-        .map_err(|error| StoreError::Backend(Box::new(error)))?;
-    Ok(())
 }
 
 /// Runs `work` in one read transaction, so that all it reads comes from
@@ -270,9 +212,16 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous = NORMAL;").db()?;
         let checkpointing = Arc::new(AtomicBool::new(true));
         let restart = Arc::new(AtomicBool::new(false));
-        checkpoint_in_background(
-            path.clone(),
-            settings,
+        let checkpointer = checkpoint::Checkpointer::open(&path, |path| {
+            let mut conn = Connection::open(path).map_err(|error| {
+                StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
+            })?;
+            tune(&mut conn)?;
+            Ok(conn)
+        })?;
+        checkpoint::run_in_background(
+            checkpointer,
+            settings.wal_restart_frames,
             checkpointing.clone(),
             restart.clone(),
         )?;

@@ -385,7 +385,7 @@ impl Drop for SyncerStopped<'_> {
 }
 
 /// Makes the WAL start again from its beginning, between two commits (see
-/// `checkpoint_in_background`). It waits a millisecond or so at most for
+/// `checkpoint::run_in_background`). It waits a millisecond or so at most for
 /// readers still reading older frames, since every look behind it waits
 /// too; if they are not done by then, it returns `false`, to be tried
 /// again after the next commit. A failure is logged and left for the
