@@ -76,13 +76,10 @@ pub(crate) struct Copied {
 impl Checkpointer {
     /// Opens the checkpointer's connections to the database at `path`, whose
     /// WAL must exist (another connection has read it in WAL mode).
-    pub(crate) fn open(
-        path: &Path,
-        open: impl Fn(&Path) -> StoreResult<Connection>,
-    ) -> StoreResult<Self> {
-        let conn = open(path)?;
+    pub(crate) fn open(path: &Path) -> StoreResult<Self> {
+        let conn = crate::open_tuned(path)?;
         conn.execute_batch("PRAGMA synchronous = OFF;").db()?;
-        let fence = open(path)?;
+        let fence = crate::open_reader(path)?;
         let database_name = PathBuf::from(conn.path().unwrap_or_default());
         let wal_name = PathBuf::from(format!("{}-wal", database_name.display()));
         let open_file = |name: &Path| {
@@ -103,11 +100,9 @@ impl Checkpointer {
 
     /// One round: copies every frame the disk already holds, and syncs the
     /// database file if nothing is left uncopied.
-    pub(crate) fn copy_durable(&mut self) -> StoreResult<Copied> {
+    pub(crate) fn copy_durable(&self) -> StoreResult<Copied> {
         let fence = Fence::begin(&self.fence)?;
-        self.wal.sync_data().map_err(|error| {
-            StoreError::Unavailable(format!("cannot sync {}: {error}", self.wal_name.display()))
-        })?;
+        sync(&self.wal, &self.wal_name)?;
         let copied = self.passive()?;
         if copied.log > 0 && copied.copied == copied.log {
             self.sync_database()?;
@@ -120,12 +115,7 @@ impl Checkpointer {
     /// only what is copied later to sync.
     pub(crate) fn sync_database(&self) -> StoreResult<()> {
         self.database_syncs.set(self.database_syncs.get() + 1);
-        self.database.sync_data().map_err(|error| {
-            StoreError::Unavailable(format!(
-                "cannot sync {}: {error}",
-                self.database_name.display()
-            ))
-        })
+        sync(&self.database, &self.database_name)
     }
 
     fn passive(&self) -> StoreResult<Copied> {
@@ -148,6 +138,12 @@ impl Checkpointer {
             .db()?;
         self.sync_database()
     }
+}
+
+fn sync(file: &File, name: &Path) -> StoreResult<()> {
+    file.sync_data().map_err(|error| {
+        StoreError::Unavailable(format!("cannot sync {}: {error}", name.display()))
+    })
 }
 
 /// A read transaction held open: SQLite copies no frame past its snapshot.
@@ -186,7 +182,7 @@ impl Drop for Fence<'_> {
 /// (A restart from this thread had to win the write lock from a writer that
 /// takes it back between commits at once.)
 pub(crate) fn run_in_background(
-    mut checkpointer: Checkpointer,
+    checkpointer: Checkpointer,
     restart_frames: i64,
     running: Arc<AtomicBool>,
     restart: Arc<AtomicBool>,
@@ -244,17 +240,13 @@ mod tests {
         tx.commit().unwrap();
     }
 
-    fn open(path: &Path) -> StoreResult<Connection> {
-        Connection::open(path).db()
-    }
-
     /// Frames committed after the fence began (and so perhaps after the
     /// WAL's sync) are not copied while it lasts.
     #[test]
     fn nothing_past_the_fence_is_copied() {
         let (_dir, path, writer) = database();
         commit(&writer, 500);
-        let checkpointer = Checkpointer::open(&path, open).unwrap();
+        let checkpointer = Checkpointer::open(&path).unwrap();
         let fence = Fence::begin(&checkpointer.fence).unwrap();
         let before = checkpointer.passive().unwrap();
         commit(&writer, 500);
@@ -272,7 +264,7 @@ mod tests {
     fn a_fence_on_a_copied_wal_holds_every_copy() {
         let (_dir, path, writer) = database();
         commit(&writer, 500);
-        let checkpointer = Checkpointer::open(&path, open).unwrap();
+        let checkpointer = Checkpointer::open(&path).unwrap();
         let copied = checkpointer.passive().unwrap();
         assert_eq!(copied.copied, copied.log);
         let fence = Fence::begin(&checkpointer.fence).unwrap();
@@ -290,7 +282,7 @@ mod tests {
     fn a_round_that_copies_everything_syncs_the_database_file() {
         let (_dir, path, writer) = database();
         commit(&writer, 500);
-        let mut checkpointer = Checkpointer::open(&path, open).unwrap();
+        let checkpointer = Checkpointer::open(&path).unwrap();
         let copied = checkpointer.copy_durable().unwrap();
         assert_eq!(copied.copied, copied.log);
         assert_eq!(checkpointer.database_syncs.get(), 1);
