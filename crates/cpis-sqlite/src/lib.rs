@@ -68,6 +68,17 @@ fn tune(conn: &mut Connection) -> StoreResult<()> {
     Ok(())
 }
 
+/// The writer's page cache, in pages. Small on purpose: when a B-tree split
+/// leaves its new pages out of order, SQLite swaps them through the page
+/// number of the lock page (1 GiB into the file), and until the file is
+/// larger than that, the commit then truncates the cache at the file's end by
+/// walking every slot of the cache's hash table, once a commit. With 64 MiB
+/// (16,384 pages) that walk was a fifth of the writer's time; 500 pages make
+/// it negligible, and the pages a look misses are read from the operating
+/// system's cache. Interleaved runs of the query benchmark (BENCHMARKS.md,
+/// 2026-12-06): 18,474 to 19,140 looks/s over HTTP against 15,855 to 16,136.
+const WRITER_CACHE_PAGES: u32 = 500;
+
 /// How long a connection waits for a lock before it gives up: a write
 /// that cannot get in by then fails, and its look is answered 503.
 const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -207,11 +218,12 @@ impl SqliteStore {
         .db()?;
         // The writer's own: a group run again with a savepoint per job (see
         // `writer`) keeps its savepoint journal in memory, where it had
-        // outgrown SQLite's limit and gone to a temporary file; and a page
-        // cache large enough for the indexes every look writes to.
-        conn.execute_batch(
-            "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;",
-        )
+        // outgrown SQLite's limit and gone to a temporary file; and a small
+        // page cache (`WRITER_CACHE_PAGES`).
+        conn.execute_batch(&format!(
+            "PRAGMA temp_store = MEMORY; PRAGMA cache_size = {WRITER_CACHE_PAGES}; \
+             PRAGMA wal_autocheckpoint = 0;"
+        ))
         .db()?;
         migrations::apply(&mut conn)?;
         // From here the syncer makes each commit durable (see `writer`).
