@@ -48,7 +48,9 @@ use crate::rows::DbResult;
 /// looks a second the p99 was 28 to 42 ms copying every 200 ms, 19 to 23 ms
 /// every 50 ms, and 13 to 15 ms every 20 ms, but 20 ms cost about 7% of the
 /// peak throughput (`cargo xtask bench query`, 2026-11-25, each copy then
-/// followed by a sync of the database file).
+/// followed by a sync of the database file). Measured again once that sync
+/// was paced (`write_back_paced`; 2026-12-06), 50 ms was still the best of
+/// 20, 50, 100 and 200 ms.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// The checkpointing thread's connections and files.
