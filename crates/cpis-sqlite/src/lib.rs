@@ -145,6 +145,9 @@ impl Default for SqliteSettings {
     /// ms (`cargo xtask bench query`, 2026-11-25, three runs of each).
     /// Only sustained load reaches the limit: SQLite starts the WAL again
     /// by itself when a write finds it all copied back and no reader in it.
+    /// Since the checkpointer paces its writeback (2026-12-06) the writer's
+    /// own sync at a restart has taken at most 2.5 ms, but 64 MiB still gave
+    /// one run in three a p99 of 31 ms, so the limit stays.
     fn default() -> Self {
         SqliteSettings {
             wal_restart_frames: 262_144,
