@@ -167,26 +167,26 @@ fn write_back_paced(file: &File, name: &Path) -> StoreResult<()> {
     let failed = |error: std::io::Error| {
         StoreError::Unavailable(format!("cannot write back {}: {error}", name.display()))
     };
-    let len = file.metadata().map_err(failed)?.len();
-    let step = (len / WRITE_BACK_STEPS).max(WRITE_BACK_STEP_MIN);
-    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-        | libc::SYNC_FILE_RANGE_WRITE
-        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
     let as_offset = |n: u64| {
         libc::off64_t::try_from(n).map_err(|_| failed(std::io::ErrorKind::FileTooLarge.into()))
     };
-    let mut offset = 0;
+    let len = file.metadata().map_err(failed)?.len();
+    let step = as_offset((len / WRITE_BACK_STEPS).max(WRITE_BACK_STEP_MIN))?;
+    let (len, mut offset) = (as_offset(len)?, 0);
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
     while offset < len {
-        let (from, count) = (as_offset(offset)?, as_offset(step)?);
         #[allow(unsafe_code)]
         // SAFETY: sync_file_range reads no memory of ours: it takes a file
         // descriptor and three integers. The descriptor stays open while
         // `file` is borrowed, so it cannot name another file meanwhile.
-        let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), from, count, flags) };
+        let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, step, flags) };
         if rc != 0 {
             return Err(failed(std::io::Error::last_os_error()));
         }
-        offset += step;
+        // Past the end, the loop ends; saturating keeps that true at i64::MAX.
+        offset = offset.saturating_add(step);
     }
     Ok(())
 }
