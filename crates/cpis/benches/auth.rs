@@ -12,6 +12,8 @@ use cpis_domain::LaCode;
 use serde_json::json;
 
 fn main() {
+    // As the `cpis` binary does before anything else.
+    cpis::without_huge_pages().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -20,6 +20,8 @@ use cpis_store::merkle::Frontier;
 use time::OffsetDateTime;
 
 fn main() {
+    // As the `cpis` binary does before anything else.
+    cpis::without_huge_pages().unwrap();
     let leaves: usize = std::env::var("CPIS_BENCH_LEAVES")
         .ok()
         .and_then(|n| n.parse().ok())

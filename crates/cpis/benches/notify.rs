@@ -30,6 +30,8 @@ const LA: &str = "E09000007";
 const RATE: u64 = 1_000;
 
 fn main() {
+    // As the `cpis` binary does before anything else.
+    cpis::without_huge_pages().unwrap();
     let seconds: u64 = common::setting("CPIS_BENCH_SECONDS", 10);
     let backlog: usize = common::setting("CPIS_BENCH_BACKLOG", 20_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()

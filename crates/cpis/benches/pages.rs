@@ -18,6 +18,8 @@ use cpis_sqlite::SqliteStore;
 use reqwest::{Client, Method};
 
 fn main() {
+    // As the `cpis` binary does before anything else.
+    cpis::without_huge_pages().unwrap();
     let requests: usize = common::setting("CPIS_BENCH_REQUESTS", 300);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

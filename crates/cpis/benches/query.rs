@@ -22,6 +22,8 @@ use cpis_sqlite::SqliteStore;
 use cpis_store::Store;
 
 fn main() {
+    // As the `cpis` binary does before anything else.
+    cpis::without_huge_pages().unwrap();
     let seconds: u64 = common::setting("CPIS_BENCH_SECONDS", 10);
     // The server gets the runtime's threads; wrk runs beside it on the same 2 cores.
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -24,6 +24,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 fn main() {
+    // As the `cpis` binary does before anything else.
+    cpis::without_huge_pages().unwrap();
     let rows: usize = common::setting("CPIS_BENCH_ROWS", 1_000_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

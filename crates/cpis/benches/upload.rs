@@ -21,6 +21,8 @@ use cpis_store::Store;
 const LA: &str = "E09000007";
 
 fn main() {
+    // As the `cpis` binary does before anything else.
+    cpis::without_huge_pages().unwrap();
     let rows: usize = common::setting("CPIS_BENCH_ROWS", 1_000_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

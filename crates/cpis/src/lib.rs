@@ -36,6 +36,20 @@ impl From<config::ConfigError> for StartError {
     }
 }
 
+/// Keeps the kernel from backing this process's memory with transparent
+/// huge pages. mimalloc asks for them on its arenas, and when a burst of
+/// connections has it free memory and take it again, each page taken again
+/// is 2 MiB for the kernel to zero: in the query benchmark on PostgreSQL at
+/// 5,000 looks a second, that was a fifth of both cores, and the server fell
+/// behind and stayed behind (BENCHMARKS.md, "Transparent huge pages off").
+/// This is what mimalloc itself does with `MIMALLOC_ALLOW_THP=0`, which it
+/// reads only from the environment. Call it first thing in `main`.
+pub fn without_huge_pages() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::thread::disable_transparent_huge_pages(true)?;
+    Ok(())
+}
+
 /// Sets up structured logs on standard error.
 pub fn init_logging(config: &Config) -> Result<(), StartError> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter).map_err(|error| {

@@ -112,6 +112,11 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
+    if let Err(error) = cpis::without_huge_pages() {
+        eprintln!(
+            "warning: transparent huge pages stay on ({error}); the server may slow down under bursts"
+        );
+    }
     let cli = Cli::parse();
     if cfg!(feature = "bench-without-log") {
         eprintln!(

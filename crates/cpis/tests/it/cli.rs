@@ -92,6 +92,16 @@ fn the_demo_serves_synthetic_data_reuses_it_and_stops_cleanly() {
     assert!(status["organisations"].as_u64().unwrap() >= 200, "{status}");
     let output = first.stdout_lines.join("\n");
     assert!(output.contains("999 "), "examples are printed: {output}");
+    // The kernel backs none of the server's memory with huge pages
+    // (`cpis::without_huge_pages`).
+    if cfg!(target_os = "linux") {
+        let process =
+            std::fs::read_to_string(format!("/proc/{}/status", first.child.id())).unwrap();
+        assert!(
+            process.lines().any(|line| line == "THP_enabled:\t0"),
+            "{process}"
+        );
+    }
 
     // cpis token prints a persona's bearer token on its last line.
     let token = cpis()
