@@ -110,9 +110,8 @@ impl<S: Store> Cpis<S> {
         } else {
             (Vec::new(), Vec::new())
         };
-        let notifies = !outbox.is_empty() || !alerts.is_empty();
         let access_id = record.id;
-        let alerted = self
+        let recorded = self
             .store
             .record_access(record, outbox, alerts)
             .await
@@ -122,13 +121,15 @@ impl<S: Store> Cpis<S> {
                     "the look could not be recorded, so nothing is shown; try again shortly".into(),
                 )
             })?;
-        if alerted > 0 {
+        if recorded.alerts > 0 {
             tracing::info!(
-                alerts = alerted,
+                alerts = recorded.alerts,
                 "repeat attendance alerted to the owning authorities"
             );
         }
-        if notifies {
+        // Items of an LA without a webhook are only in its feed: nothing for
+        // the delivery worker, whose every claim is a statement of its own.
+        if recorded.pushed {
             self.outbox_written.notify_one();
         }
         Ok(FlagAnswer {

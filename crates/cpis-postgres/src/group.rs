@@ -19,7 +19,7 @@ use cpis_domain::{AccessRecord, Attendance, NhsNumber};
 use cpis_store::encoding::corrupt;
 use cpis_store::log::LogKind;
 use cpis_store::merkle::Hash;
-use cpis_store::{LookReads, OutboxItem, RepeatAlert, StoreError, StoreResult};
+use cpis_store::{LookReads, OutboxItem, Recorded, RepeatAlert, StoreError, StoreResult};
 use deadpool_postgres::{GenericClient, Object, Pool};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -453,29 +453,30 @@ pub(crate) struct Look {
 
 /// Writes looks: records, leaves and outbox items in one statement, and
 /// repeat alerts after it in the same transaction. Answers how many of
-/// each look's alerts were taken.
+/// each look's alerts were taken, and whether it wrote an item to push.
 pub(crate) struct WriteLooks;
 
 impl Batch for WriteLooks {
     type Request = Look;
-    type Response = u64;
+    type Response = Recorded;
 
-    async fn run(&self, client: &mut Object, looks: &[&Look]) -> StoreResult<Vec<u64>> {
+    async fn run(&self, client: &mut Object, looks: &[&Look]) -> StoreResult<Vec<Recorded>> {
         write(client, looks).await
     }
 }
 
 /// Writes `looks` in one transaction; answers, look by look, how many
-/// repeat alerts were taken.
-async fn write(client: &mut Object, looks: &[&Look]) -> StoreResult<Vec<u64>> {
+/// repeat alerts were taken and whether an item to push was written.
+async fn write(client: &mut Object, looks: &[&Look]) -> StoreResult<Vec<Recorded>> {
     let columns = Columns::of(looks)?;
     if looks.iter().all(|look| look.alerts.is_empty()) {
         // One statement is its own transaction: one round trip in all.
-        columns.insert(&*client).await?;
-        return Ok(vec![0; looks.len()]);
+        let pushed = columns.insert(&*client).await?;
+        return Ok(columns.recorded(looks.len(), &pushed));
     }
     let tx = client.transaction().await.db()?;
-    columns.insert(&tx).await?;
+    let pushed = columns.insert(&tx).await?;
+    let mut recorded = columns.recorded(looks.len(), &pushed);
     // Taking a window locks its row, even when the window is not taken; in
     // one order for every batch (stable, so the first look of a batch takes
     // a window before a later one), or two batches could deadlock.
@@ -485,22 +486,23 @@ async fn write(client: &mut Object, looks: &[&Look]) -> StoreResult<Vec<u64>> {
         .flat_map(|(index, look)| look.alerts.iter().map(move |alert| (index, alert)))
         .collect();
     alerts.sort_by_key(|(_, alert)| (alert.item.la.as_str(), nhs(alert.nhs_number)));
-    let mut written = vec![0; looks.len()];
     for (index, alert) in alerts {
-        if take_alert(&tx, alert).await? {
-            written[index] += 1;
+        if let Some(pushed) = take_alert(&tx, alert).await? {
+            recorded[index].alerts += 1;
+            recorded[index].pushed |= pushed;
         }
     }
     tx.commit().await.db()?;
-    Ok(written)
+    Ok(recorded)
 }
 
 /// Takes the LA's repeat-attendance window for the child and writes the
-/// alert's item, unless an alert already took it.
+/// alert's item, unless an alert already took it (`None`); answers whether
+/// the item is to be pushed.
 async fn take_alert(
     tx: &deadpool_postgres::Transaction<'_>,
     alert: &RepeatAlert,
-) -> StoreResult<bool> {
+) -> StoreResult<Option<bool>> {
     // The conflicting row is locked and its condition checked again on its
     // newest version, so two nodes (or two looks in one batch) cannot both
     // take a window.
@@ -519,10 +521,9 @@ async fn take_alert(
         .await
         .db()?;
     if took == 0 {
-        return Ok(false);
+        return Ok(None);
     }
-    rows::insert_outbox(tx, &alert.item).await?;
-    Ok(true)
+    rows::insert_outbox(tx, &alert.item).await.map(Some)
 }
 
 /// Every record, leaf and outbox item of a batch, column by column.
@@ -545,6 +546,8 @@ struct Columns<'a> {
     leaf_id: Vec<Uuid>,
     leaf_hash: Vec<&'a [u8]>,
     item_id: Vec<Uuid>,
+    /// Which look (its index in the batch) wrote each item.
+    item_look: Vec<usize>,
     item_la: Vec<&'a str>,
     item_kind: Vec<&'a str>,
     item_payload: Vec<&'a serde_json::Value>,
@@ -562,17 +565,20 @@ const INSERT: &str = "WITH access AS (
     ), leaf AS (
         INSERT INTO log_leaf (record_id, kind, hash)
         SELECT l.id, $15::text, l.hash FROM unnest($16::uuid[], $17::bytea[]) AS l (id, hash)
+    ), item AS (
+        INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts, push)
+        SELECT o.id, o.la, o.kind, o.payload, o.created, o.created, o.attempts,
+            EXISTS (SELECT 1 FROM la_webhook w WHERE w.la_code = o.la)
+        FROM unnest($18::uuid[], $19::text[], $20::text[], $21::jsonb[], $22::bigint[],
+            $23::integer[]) AS o (id, la, kind, payload, created, attempts)
+        RETURNING id, push
     )
-    INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts, push)
-    SELECT o.id, o.la, o.kind, o.payload, o.created, o.created, o.attempts,
-        EXISTS (SELECT 1 FROM la_webhook w WHERE w.la_code = o.la)
-    FROM unnest($18::uuid[], $19::text[], $20::text[], $21::jsonb[], $22::bigint[],
-        $23::integer[]) AS o (id, la, kind, payload, created, attempts)";
+    SELECT id FROM item WHERE push";
 
 impl<'a> Columns<'a> {
     fn of(looks: &[&'a Look]) -> StoreResult<Self> {
         let mut columns = Columns::default();
-        for look in looks {
+        for (index, look) in looks.iter().enumerate() {
             let record = &look.record;
             columns.id.push(record.id);
             columns.at.push(micros(record.at));
@@ -598,6 +604,7 @@ impl<'a> Columns<'a> {
             }
             for item in &look.outbox {
                 columns.item_id.push(item.id);
+                columns.item_look.push(index);
                 columns.item_la.push(item.la.as_str());
                 columns.item_kind.push(item.kind.code());
                 columns.item_payload.push(&item.payload);
@@ -610,7 +617,8 @@ impl<'a> Columns<'a> {
         Ok(columns)
     }
 
-    async fn insert(&self, client: &impl GenericClient) -> StoreResult<()> {
+    /// Writes the batch; answers the ids of the items to be pushed.
+    async fn insert(&self, client: &impl GenericClient) -> StoreResult<Vec<Uuid>> {
         let insert = client.prepare_cached(INSERT).await.db()?;
         let kind = LogKind::Access.code();
         let params: [&(dyn ToSql + Sync); 23] = [
@@ -638,8 +646,32 @@ impl<'a> Columns<'a> {
             &self.item_created,
             &self.item_attempts,
         ];
-        client.execute(&insert, &params).await.db()?;
-        Ok(())
+        let pushed = client.query(&insert, &params).await.db()?;
+        pushed
+            .iter()
+            .map(|row| row.try_get(0).map_err(corrupt))
+            .collect()
+    }
+
+    /// What each of the batch's `looks` wrote before its alerts: whether
+    /// any of its items is among the `pushed`.
+    fn recorded(&self, looks: usize, pushed: &[Uuid]) -> Vec<Recorded> {
+        let mut recorded = vec![Recorded::default(); looks];
+        if pushed.is_empty() {
+            return recorded;
+        }
+        let look_of: std::collections::HashMap<Uuid, usize> = self
+            .item_id
+            .iter()
+            .copied()
+            .zip(self.item_look.iter().copied())
+            .collect();
+        for id in pushed {
+            if let Some(look) = look_of.get(id).and_then(|&look| recorded.get_mut(look)) {
+                look.pushed = true;
+            }
+        }
+        recorded
     }
 }
 
@@ -649,6 +681,48 @@ mod tests {
 
     use super::*;
     use crate::testing::TestSchema;
+
+    #[test]
+    fn each_look_is_told_whether_its_own_items_are_pushed() {
+        let item = |la: &str| OutboxItem {
+            id: Uuid::now_v7(),
+            la: cpis_domain::LaCode::parse(la).unwrap(),
+            kind: cpis_store::OutboxKind::Access,
+            payload: serde_json::json!({}),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            attempts: 0,
+        };
+        let look = |n: u32, outbox: Vec<OutboxItem>| Look {
+            record: cpis_store::conformance::test_access(
+                cpis_store::conformance::test_nhs_number(n),
+                OffsetDateTime::UNIX_EPOCH,
+                true,
+            ),
+            leaf: None,
+            outbox,
+            alerts: Vec::new(),
+        };
+        let pushed_item = item("E09000007");
+        let looks = [
+            look(1, vec![item("E10000016")]),
+            look(2, Vec::new()),
+            look(3, vec![item("E10000016"), pushed_item.clone()]),
+        ];
+        let looks: Vec<&Look> = looks.iter().collect();
+        let columns = Columns::of(&looks).unwrap();
+        let pushed: Vec<bool> = columns
+            .recorded(looks.len(), &[pushed_item.id])
+            .iter()
+            .map(|recorded| recorded.pushed)
+            .collect();
+        assert_eq!(pushed, [false, false, true]);
+        assert!(
+            columns
+                .recorded(looks.len(), &[])
+                .iter()
+                .all(|recorded| *recorded == Recorded::default())
+        );
+    }
 
     /// A batch whose every run panics: a bug, in a task.
     struct Panics;

@@ -26,8 +26,8 @@ use cpis_store::merkle::{self, Hash};
 use cpis_store::{AccessFilter, AccessQuery, OutboxKind};
 use cpis_store::{
     AppliedPlans, DeliveryCounts, FailedItem, LaClient, LookReads, OutboxClaim, OutboxItem,
-    PlanBatch, PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord,
-    Webhook,
+    PlanBatch, PlanPage, Recorded, RepeatAlert, Store, StoreCounts, StoreError, StoreResult,
+    UploadRecord, Webhook,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use time::OffsetDateTime;
@@ -455,7 +455,7 @@ impl Store for PgStore {
         record: AccessRecord,
         outbox: Vec<OutboxItem>,
         alerts: Vec<RepeatAlert>,
-    ) -> StoreResult<u64> {
+    ) -> StoreResult<Recorded> {
         // Only the log-overhead benchmark leaves the leaf out.
         let leaf = (!cfg!(feature = "bench-without-log")).then(|| log::access_leaf_hash(&record));
         self.look_writes

@@ -370,17 +370,19 @@ pub(crate) fn checkpoint(row: &Row) -> StoreResult<Checkpoint> {
     })
 }
 
-pub(crate) async fn insert_outbox(tx: &Transaction<'_>, item: &OutboxItem) -> StoreResult<()> {
+/// Writes `item`; answers whether it is to be pushed (its LA has a webhook).
+pub(crate) async fn insert_outbox(tx: &Transaction<'_>, item: &OutboxItem) -> StoreResult<bool> {
     let insert = tx
         .prepare_cached(
             "INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts, push)
              VALUES ($1, $2, $3, $4, $5, $5, $6,
-                 EXISTS (SELECT 1 FROM la_webhook WHERE la_code = $2))",
+                 EXISTS (SELECT 1 FROM la_webhook WHERE la_code = $2))
+             RETURNING push",
         )
         .await
         .db()?;
     let attempts = i32::try_from(item.attempts).unwrap_or(i32::MAX);
-    tx.execute(
+    tx.query_one(
         &insert,
         &[
             &item.id,
@@ -392,8 +394,9 @@ pub(crate) async fn insert_outbox(tx: &Transaction<'_>, item: &OutboxItem) -> St
         ],
     )
     .await
-    .db()?;
-    Ok(())
+    .db()?
+    .try_get(0)
+    .map_err(corrupt)
 }
 
 /// Reads `id, la_code, kind, payload, created_at, attempts`.

@@ -27,8 +27,8 @@ use cpis_store::merkle::{self, Hash};
 use cpis_store::{AccessFilter, AccessQuery, OutboxKind};
 use cpis_store::{
     AppliedPlans, DeliveryCounts, FailedItem, LaClient, LookReads, OutboxClaim, OutboxItem,
-    PlanBatch, PlanPage, RepeatAlert, Store, StoreCounts, StoreError, StoreResult, UploadRecord,
-    Webhook,
+    PlanBatch, PlanPage, Recorded, RepeatAlert, Store, StoreCounts, StoreError, StoreResult,
+    UploadRecord, Webhook,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use time::OffsetDateTime;
@@ -542,7 +542,7 @@ impl Store for SqliteStore {
         record: AccessRecord,
         outbox: Vec<OutboxItem>,
         alerts: Vec<RepeatAlert>,
-    ) -> StoreResult<u64> {
+    ) -> StoreResult<Recorded> {
         // Hashed and serialised here, off the writer thread that every write
         // waits for.
         #[cfg(not(feature = "bench-without-log"))]
@@ -566,10 +566,10 @@ impl Store for SqliteStore {
             rows::insert_access(conn, &record, &returned)?;
             #[cfg(not(feature = "bench-without-log"))]
             rows::insert_leaf(conn, LogKind::Access, record.id, &leaf)?;
+            let mut recorded = Recorded::default();
             for (item, payload) in &outbox {
-                rows::insert_outbox(conn, item, payload)?;
+                recorded.pushed |= rows::insert_outbox(conn, item, payload)?;
             }
-            let mut written = 0;
             for (alert, payload) in &alerts {
                 // Takes the window only if the last alert is old enough;
                 // otherwise changes nothing, and no item is written.
@@ -588,11 +588,11 @@ impl Store for SqliteStore {
                     ])
                     .db()?;
                 if took > 0 {
-                    rows::insert_outbox(conn, &alert.item, payload)?;
-                    written += 1;
+                    recorded.pushed |= rows::insert_outbox(conn, &alert.item, payload)?;
+                    recorded.alerts += 1;
                 }
             }
-            Ok(written)
+            Ok(recorded)
         })
         .await
     }

@@ -415,12 +415,13 @@ pub(crate) fn checkpoint(row: &Row<'_>) -> rusqlite::Result<StoreResult<Checkpoi
 }
 
 /// Writes `item`, with its payload already as JSON (`payload_json`),
-/// serialised by the caller off the writer thread.
+/// serialised by the caller off the writer thread. Answers whether it is
+/// to be pushed (its LA has a webhook).
 pub(crate) fn insert_outbox(
     conn: &Connection,
     item: &OutboxItem,
     payload_json: &str,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     let created_at = micros(item.created_at);
     conn.prepare_cached("UPDATE outbox_counter SET last = last + 1 WHERE id = 1")
         .db()?
@@ -431,19 +432,22 @@ pub(crate) fn insert_outbox(
              push, feed_seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6,
              EXISTS (SELECT 1 FROM la_webhook WHERE la_code = ?2),
-             (SELECT last FROM outbox_counter WHERE id = 1))",
+             (SELECT last FROM outbox_counter WHERE id = 1))
+         RETURNING push",
     )
     .db()?
-    .execute(params![
-        item.id.to_string(),
-        item.la.as_str(),
-        item.kind.code(),
-        payload_json,
-        created_at,
-        item.attempts,
-    ])
-    .db()?;
-    Ok(())
+    .query_row(
+        params![
+            item.id.to_string(),
+            item.la.as_str(),
+            item.kind.code(),
+            payload_json,
+            created_at,
+            item.attempts,
+        ],
+        |row| row.get(0),
+    )
+    .db()
 }
 
 /// Reads `id, la_code, kind, payload, created_at, attempts`.

@@ -823,7 +823,7 @@ pub async fn only_items_of_an_la_with_a_webhook_are_pushed<S: Store>(store: Arc<
         limit: 100,
     };
     let before = outbox_item("E09000007", AT);
-    store
+    let recorded = store
         .record_access(
             test_access(test_nhs_number(820), AT, true),
             vec![before],
@@ -831,6 +831,7 @@ pub async fn only_items_of_an_la_with_a_webhook_are_pushed<S: Store>(store: Arc<
         )
         .await
         .unwrap();
+    assert!(!recorded.pushed, "nothing for the delivery worker to claim");
     assert!(
         store.claim_outbox(claim(AT)).await.unwrap().is_empty(),
         "no webhook yet"
@@ -842,14 +843,27 @@ pub async fn only_items_of_an_la_with_a_webhook_are_pushed<S: Store>(store: Arc<
     assert_eq!(hook.url, "https://E09000007.example/hook");
     let after = outbox_item("E09000007", AT);
     let unpushed = outbox_item("E10000016", AT);
-    store
+    let recorded = store
         .record_access(
-            test_access(test_nhs_number(821), AT, true),
-            vec![after.clone(), unpushed],
+            test_access(test_nhs_number(822), AT, true),
+            vec![unpushed],
             vec![],
         )
         .await
         .unwrap();
+    assert!(
+        !recorded.pushed,
+        "another LA's webhook pushes nothing of Kent's"
+    );
+    let recorded = store
+        .record_access(
+            test_access(test_nhs_number(821), AT, true),
+            vec![after.clone(), outbox_item("E10000016", AT)],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(recorded.pushed);
     let claimed = store.claim_outbox(claim(AT)).await.unwrap();
     assert_eq!(
         claimed,
@@ -953,7 +967,8 @@ pub async fn repeat_alerts_are_written_once_per_window<S: Store>(store: Arc<S>) 
         store
             .record_access(look(AT), vec![], vec![first.clone()])
             .await
-            .unwrap(),
+            .unwrap()
+            .alerts,
         1
     );
     let within = AT + Duration::days(30) - Duration::seconds(1);
@@ -961,7 +976,8 @@ pub async fn repeat_alerts_are_written_once_per_window<S: Store>(store: Arc<S>) 
         store
             .record_access(look(within), vec![], vec![alert(within)])
             .await
-            .unwrap(),
+            .unwrap()
+            .alerts,
         0,
         "one alert per window"
     );
@@ -981,7 +997,8 @@ pub async fn repeat_alerts_are_written_once_per_window<S: Store>(store: Arc<S>) 
         store
             .record_access(look(within), vec![], vec![other, kent])
             .await
-            .unwrap(),
+            .unwrap()
+            .alerts,
         2
     );
     let next = AT + Duration::days(30);
@@ -990,7 +1007,8 @@ pub async fn repeat_alerts_are_written_once_per_window<S: Store>(store: Arc<S>) 
         store
             .record_access(look(next), vec![], vec![second.clone()])
             .await
-            .unwrap(),
+            .unwrap()
+            .alerts,
         1
     );
     let feed: Vec<OutboxItem> = store
@@ -1029,6 +1047,7 @@ pub async fn concurrent_looks_take_a_repeat_window_once<S: Store>(store: Arc<S>)
                     .record_access(test_access(child, at, true), vec![], vec![alert])
                     .await
                     .unwrap()
+                    .alerts
             })
         })
         .collect();

@@ -166,6 +166,16 @@ pub fn windows_of(plans: &[(Plan, LocalAuthority)]) -> Vec<Duration> {
     windows
 }
 
+/// What recording a look wrote besides its record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The repeat-attendance alerts taken.
+    pub alerts: u64,
+    /// Whether any item written is to be pushed to a webhook: only then has
+    /// the delivery worker something new to claim.
+    pub pushed: bool,
+}
+
 /// A repeat-attendance alert: its item is written only when the LA has had
 /// no alert about this child since `not_since` (once per window), decided
 /// inside the transaction so that two nodes cannot both send one.
@@ -367,14 +377,15 @@ pub trait Store: Send + Sync + 'static {
     /// Appends an access record and its outbox items in one transaction,
     /// with each repeat-attendance alert whose window allows it. An item is
     /// pushed (claimable) only when its LA has a webhook at that moment; it
-    /// is in the LA's feed either way. Returns how many alerts were written.
+    /// is in the LA's feed either way. Returns how many alerts were written,
+    /// and whether any item written is pushed.
     /// The log is append-only: no method changes or removes a record.
     fn record_access(
         &self,
         record: AccessRecord,
         outbox: Vec<OutboxItem>,
         alerts: Vec<RepeatAlert>,
-    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    ) -> impl Future<Output = StoreResult<Recorded>> + Send;
 
     /// The organisations that looked at an NHS number in unscheduled care
     /// after `since` and no later than `until`: each with its first and last
