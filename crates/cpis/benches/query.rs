@@ -125,14 +125,16 @@ fn wrk(url: &str, token: Option<&str>, numbers: &[String], seconds: u64, connect
 /// Latency at a fixed rate: an open loop of `rate` queries a second for
 /// `seconds`, each timed from when it was due (so a slow answer cannot hide
 /// the queries queued behind it), from a client on a thread and runtime of
-/// its own. Returns p50, p99 and max in ms, and how many failed.
+/// its own. Returns p50, p99 and max in ms, and how many failed: answered
+/// with another status than 200, or not answered at all (the connection
+/// refused or broken), with the first such error.
 fn fixed_rate(
     target: String,
     token: String,
     numbers: Vec<String>,
     rate: u64,
     seconds: u64,
-) -> (f64, f64, f64, usize) {
+) -> (f64, f64, f64, String) {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -151,19 +153,46 @@ fn fixed_rate(
                     .get(format!("{target}{}", numbers[i % numbers.len()]))
                     .bearer_auth(&token);
                 queries.push(tokio::spawn(async move {
-                    let ok =
-                        matches!(request.send().await, Ok(response) if response.status() == 200);
-                    (ok, due.elapsed().as_secs_f64() * 1000.0)
+                    let answer = request
+                        .send()
+                        .await
+                        .map(|response| response.status().as_u16())
+                        .map_err(|error| format!("{error:?}"));
+                    (answer, due.elapsed().as_secs_f64() * 1000.0)
                 }));
             }
             let mut latencies = Vec::with_capacity(total);
-            let mut failed = 0;
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            let (mut unanswered, mut first_error) = (0, None);
             for query in queries {
-                let (ok, ms) = query.await.unwrap();
-                if !ok {
-                    failed += 1;
+                let (answer, ms) = query.await.unwrap();
+                match answer {
+                    Ok(200) => {}
+                    Ok(status) => *statuses.entry(status).or_default() += 1,
+                    Err(error) => {
+                        unanswered += 1;
+                        first_error.get_or_insert(error);
+                    }
                 }
                 latencies.push(ms);
+            }
+            let answered: usize = statuses.values().sum();
+            let mut failed = format!("{} failed", answered + unanswered);
+            if answered + unanswered > 0 {
+                let statuses: Vec<String> = statuses
+                    .iter()
+                    .map(|(status, n)| format!("{n} answered {status}"))
+                    .collect();
+                failed += &format!(
+                    " ({}{unanswered} not answered{})",
+                    statuses
+                        .iter()
+                        .map(|s| format!("{s}, "))
+                        .collect::<String>(),
+                    first_error
+                        .map(|e| format!(", first: {e}"))
+                        .unwrap_or_default()
+                );
             }
             latencies.sort_by(f64::total_cmp);
             let at = |q: f64| {
@@ -203,7 +232,7 @@ async fn run(seconds: u64) {
     .await
     .unwrap();
     println!(
-        "reference, minimal axum fixed body, at a fixed 5,000 requests/s for {seconds} s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed} failed"
+        "reference, minimal axum fixed body, at a fixed 5,000 requests/s for {seconds} s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed}"
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -361,7 +390,7 @@ async fn bench<S: Store + 'static>(
     .unwrap();
     let at_fixed_rate = per_batch(before_fixed_rate, batches(&**app.store()));
     println!(
-        "{name}: at a fixed 5,000 queries/s for {seconds} s (open loop, from when each was due): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed} failed{at_fixed_rate}"
+        "{name}: at a fixed 5,000 queries/s for {seconds} s (open loop, from when each was due): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed}{at_fixed_rate}"
     );
     println!(
         "{name} ({} plans, {} children, {} connections): CareTeam with a bearer token and a durable access record: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); ratio to the fixed body: {:.2}{over_http}",
