@@ -108,12 +108,16 @@ pub struct DemoLoad {
 pub struct Limits {
     /// The largest upload accepted, in bytes.
     pub upload_bytes: usize,
+    /// Requests answered at once; one more is refused as unavailable at
+    /// once rather than queued (`max_in_flight`).
+    pub in_flight: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             upload_bytes: 512 * 1024 * 1024,
+            in_flight: 4096,
         }
     }
 }

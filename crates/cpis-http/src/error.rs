@@ -37,6 +37,10 @@ pub enum HttpError {
     /// 415: a body in a format the route does not take.
     #[error("send the file as text/csv or application/json")]
     UnsupportedMediaType,
+    /// 503 at once: the node is already answering as many requests as it
+    /// may (`max_in_flight`).
+    #[error("the service is answering as many requests as it can; try again in a moment")]
+    Busy,
     /// A refusal of the token endpoint, answered in RFC 6749's form.
     #[error(transparent)]
     OAuth(#[from] OAuthError),
@@ -70,6 +74,7 @@ impl HttpError {
             HttpError::Invalid { .. } => StatusCode::BAD_REQUEST,
             HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HttpError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::OAuth(error) if error.error == "invalid_client" => StatusCode::UNAUTHORIZED,
             HttpError::OAuth(error) if error.error == "temporarily_unavailable" => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -98,7 +103,8 @@ impl HttpError {
     /// for the server's own failures a sentence without internals, the
     /// cause going to the log.
     pub(crate) fn public_message(&self, status: StatusCode) -> String {
-        if !status.is_server_error() {
+        // Busy is no fault to log with a cause; `shed` counts refusals.
+        if !status.is_server_error() || matches!(self, HttpError::Busy) {
             return self.to_string();
         }
         tracing::error!(error = %self, cause = ?self, "request failed");

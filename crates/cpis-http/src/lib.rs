@@ -16,6 +16,7 @@ mod identity;
 mod la;
 mod notifications;
 mod request_id;
+mod shed;
 mod web;
 
 use std::future::Future;
@@ -418,11 +419,10 @@ fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
 /// Builds every route of the service over one `Cpis`.
 pub fn router<S: Store>(app: Arc<Cpis<S>>) -> Router {
     let routes = routes(app.clone());
-    routes
-        .router
-        .fallback(not_found)
-        .with_state(app)
-        .layer(request_id::layer())
+    let limit = app.limits().in_flight;
+    let router = routes.router.fallback(not_found).with_state(app);
+    // Outside the bound, so a refusal too carries its request id.
+    shed::bounded(router, limit).layer(request_id::layer())
 }
 
 /// Every route with its access rule, in declaration order.

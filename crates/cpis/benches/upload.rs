@@ -105,6 +105,7 @@ async fn run(rows: usize) {
 async fn upload_through_http<S: Store>(store: S, file: &Path) -> f64 {
     let limits = Limits {
         upload_bytes: 1 << 30,
+        ..Limits::default()
     };
     let (url, token, app, listener) = common::start_server(store, LA, "la-system", limits).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -18,6 +18,7 @@
 //! | `development_la` | `CPIS_DEVELOPMENT_LA` | `E06000001`   | the LA of the social-worker and la-system personas |
 //! | `signing_key_file` | `CPIS_SIGNING_KEY_FILE` | `<data_dir>/signing-key.pem` | the service's ES256 key, made on first start; share it between nodes. The access log's Ed25519 key, `log-key.pem`, is made and kept beside it |
 //! | `upload_limit_mb` | `CPIS_UPLOAD_LIMIT_MB` | `512`          | the largest LA upload accepted, in MiB (a larger one gets 413) |
+//! | `max_in_flight` | `CPIS_MAX_IN_FLIGHT` | `4096` | requests a node answers at once; one more gets 503 with `Retry-After` at once, so a stalled database cannot pile up connections until the process runs out of file descriptors |
 //! | `notification_retention_days` | `CPIS_NOTIFICATION_RETENTION_DAYS` | `365` | how long notifications stay in the LAs' feeds |
 //! | `webhook_retry_hours` | `CPIS_WEBHOOK_RETRY_HOURS` | `72` | how long a failing webhook delivery is retried before it is parked for the LA to replay |
 //! | `audit_retention_years` | `CPIS_AUDIT_RETENTION_YEARS` | `8` | how long access records are kept; their removal is itself logged, and the log still verifies |
@@ -106,6 +107,7 @@ pub struct Config {
     pub development_la: LaCode,
     pub signing_key_file: Option<PathBuf>,
     pub upload_limit_mb: usize,
+    pub max_in_flight: u32,
     pub notification_retention_days: u32,
     pub webhook_retry_hours: u32,
     pub webhook_lease_seconds: u32,
@@ -172,6 +174,7 @@ struct FileConfig {
     development_la: Option<String>,
     signing_key_file: Option<PathBuf>,
     upload_limit_mb: Option<usize>,
+    max_in_flight: Option<u32>,
     notification_retention_days: Option<u32>,
     webhook_retry_hours: Option<u32>,
     webhook_lease_seconds: Option<u32>,
@@ -209,6 +212,7 @@ const KNOWN_VARIABLES: &[&str] = &[
     "CPIS_DEVELOPMENT_LA",
     "CPIS_SIGNING_KEY_FILE",
     "CPIS_UPLOAD_LIMIT_MB",
+    "CPIS_MAX_IN_FLIGHT",
     "CPIS_NOTIFICATION_RETENTION_DAYS",
     "CPIS_WEBHOOK_RETRY_HOURS",
     "CPIS_WEBHOOK_LEASE_SECONDS",
@@ -305,6 +309,11 @@ impl Config {
         }
         for (value, key, slot) in [
             (
+                file.max_in_flight,
+                "max_in_flight",
+                &mut config.max_in_flight,
+            ),
+            (
                 file.notification_retention_days,
                 "notification_retention_days",
                 &mut config.notification_retention_days,
@@ -388,6 +397,11 @@ impl Config {
         }
         for (variable, key, slot) in [
             (
+                "CPIS_MAX_IN_FLIGHT",
+                "max_in_flight",
+                &mut config.max_in_flight,
+            ),
+            (
                 "CPIS_NOTIFICATION_RETENTION_DAYS",
                 "notification_retention_days",
                 &mut config.notification_retention_days,
@@ -456,6 +470,7 @@ impl Config {
             development_la: LaCode::parse("E06000001").unwrap_or_else(|_| unreachable_la()),
             signing_key_file: None,
             upload_limit_mb: 512,
+            max_in_flight: 4096,
             notification_retention_days: 365,
             webhook_retry_hours: 72,
             webhook_lease_seconds: 60,
@@ -570,6 +585,7 @@ fn check_count(value: u32, key: &str, source: &str) -> Result<u32, ConfigError> 
         "webhook_retry_hours" => (1..=720, "hours"),
         "audit_retention_years" => (1..=100, "years"),
         "plan_retention_days" => (1..=36_500, "days"),
+        "max_in_flight" => (16..=1_000_000, "requests"),
         _ => (5..=3600, "seconds"),
     };
     if range.contains(&value) {

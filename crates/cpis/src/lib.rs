@@ -180,6 +180,7 @@ pub async fn build_identity(
 pub fn limits(config: &Config) -> Limits {
     Limits {
         upload_bytes: config.upload_limit_mb.saturating_mul(1024 * 1024),
+        in_flight: usize::try_from(config.max_in_flight).unwrap_or(usize::MAX),
     }
 }
 

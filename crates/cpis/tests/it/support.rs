@@ -167,6 +167,7 @@ impl TestServer {
             Cpis::new(Arc::new(store), clock, identity)
                 .with_limits(cpis_core::Limits {
                     upload_bytes: UPLOAD_LIMIT,
+                    ..cpis_core::Limits::default()
                 })
                 .with_log(
                     cpis_core::audit::LogSigner::generate("cpis.test/log").unwrap(),
