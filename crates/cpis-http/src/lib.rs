@@ -420,8 +420,11 @@ fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
 pub fn router<S: Store>(app: Arc<Cpis<S>>) -> Router {
     let routes = routes(app.clone());
     let limit = app.limits().in_flight;
-    let router = routes.router.fallback(not_found).with_state(app);
-    // Outside the bound, so a refusal too carries its request id.
+    let router = routes
+        .router
+        .fallback(not_found)
+        .with_state(app)
+        .layer(request_id::traced());
     shed::bounded(router, limit).layer(request_id::layer())
 }
 

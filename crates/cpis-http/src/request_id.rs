@@ -12,22 +12,25 @@ use tower_http::trace::TraceLayer;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-type Layers = Stack<
-    PropagateRequestIdLayer,
-    Stack<
-        TraceLayer<
-            tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
-            fn(&Request<axum::body::Body>) -> tracing::Span,
-        >,
-        Stack<SetRequestIdLayer<MakeRequestUuid>, Identity>,
-    >,
+type Outer = Stack<PropagateRequestIdLayer, Stack<SetRequestIdLayer<MakeRequestUuid>, Identity>>;
+
+type Traced = TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&Request<axum::body::Body>) -> tracing::Span,
 >;
 
-pub(crate) fn layer() -> ServiceBuilder<Layers> {
+/// Gives the request its id and echoes it on the response: outermost, so
+/// that every answer carries it, a refusal by `shed` too.
+pub(crate) fn layer() -> ServiceBuilder<Outer> {
     ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
-        .layer(TraceLayer::new_for_http().make_span_with(span as fn(&Request<_>) -> _))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+}
+
+/// The request's log span, named by its id. Inside `shed`: a full node
+/// refusing thousands of requests a second would otherwise log each.
+pub(crate) fn traced() -> Traced {
+    TraceLayer::new_for_http().make_span_with(span as fn(&Request<_>) -> _)
 }
 
 fn span(request: &Request<axum::body::Body>) -> tracing::Span {

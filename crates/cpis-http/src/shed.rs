@@ -53,8 +53,16 @@ async fn admit(State(bound): State<Arc<Bound>>, request: Request, next: Next) ->
 
 /// An OperationOutcome for systems; for a person's page, a sentence.
 fn refusal(path: &str) -> Response {
+    if path.starts_with("/oauth2/token") {
+        // Token clients read RFC 6749's form.
+        return HttpError::OAuth(cpis_core::identity::OAuthError {
+            error: "temporarily_unavailable",
+            description: HttpError::Busy.to_string(),
+        })
+        .into_response();
+    }
     let page = path == "/"
-        || ["/app", "/auth", "/about"]
+        || ["/app", "/auth", "/about", "/oauth2/authorize"]
             .iter()
             .any(|p| path.starts_with(p));
     if !page {
@@ -146,6 +154,13 @@ mod tests {
                 .starts_with("text/plain"),
             "a person gets a sentence, not JSON"
         );
+        let token = router.clone().oneshot(get("/oauth2/token")).await.unwrap();
+        assert_eq!(token.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(token.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let oauth: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(oauth["error"], "temporarily_unavailable");
         let healthz = router.clone().oneshot(get("/healthz")).await.unwrap();
         assert_eq!(healthz.status(), StatusCode::OK, "liveness is not bounded");
 
