@@ -50,6 +50,28 @@ pub fn without_huge_pages() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Raises this process's soft limit on open files to its hard limit. Every
+/// connection is a file, and soft limits are often 1,024 (systemd's
+/// default), far below the requests a node may hold (`max_in_flight`): past
+/// the limit the server stops accepting anyone. An unlimited hard limit is
+/// left alone, since the kernel caps open files anyway.
+pub fn with_most_open_files() -> std::io::Result<()> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let Some(maximum) = limit.maximum
+        && limit.current != Some(maximum)
+    {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(maximum),
+                maximum: Some(maximum),
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// Sets up structured logs on standard error.
 pub fn init_logging(config: &Config) -> Result<(), StartError> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter).map_err(|error| {
@@ -417,7 +439,7 @@ impl WithStore for Serve {
 const DELIVERY_LOOPS: usize = 4;
 
 /// The delivery worker: loops that each take a step whenever a look writes
-/// outbox items (one loop is woken per write), and at least every second
+/// an item to push (one loop is woken per write), and at least every second
 /// for retries and for items written on other nodes.
 pub async fn deliver_forever<S: Store>(app: Arc<Cpis<S>>, deliverer: Deliverer) {
     let loops: Vec<_> = (0..DELIVERY_LOOPS)

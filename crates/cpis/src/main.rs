@@ -117,6 +117,9 @@ fn main() -> ExitCode {
             "warning: transparent huge pages stay on ({error}); the server may slow down under bursts"
         );
     }
+    if let Err(error) = cpis::with_most_open_files() {
+        eprintln!("warning: the limit on open files stays as it was ({error})");
+    }
     let cli = Cli::parse();
     if cfg!(feature = "bench-without-log") {
         eprintln!(

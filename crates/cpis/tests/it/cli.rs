@@ -78,7 +78,15 @@ fn the_demo_serves_synthetic_data_reuses_it_and_stops_cleanly() {
             .arg(&data_dir);
         command
     };
-    let first = Running::start(&mut demo("127.0.0.1:0"), "Stop with Ctrl-C");
+    // Started with a soft limit of 1,024 open files, which it raises.
+    let plain = demo("127.0.0.1:0");
+    let mut lowered = std::process::Command::new("sh");
+    lowered
+        .arg("-c")
+        .arg("ulimit -Sn 1024 && exec \"$0\" \"$@\"")
+        .arg(plain.get_program())
+        .args(plain.get_args());
+    let first = Running::start(&mut lowered, "Stop with Ctrl-C");
     let ready_line = first
         .stdout_lines
         .iter()
@@ -93,13 +101,27 @@ fn the_demo_serves_synthetic_data_reuses_it_and_stops_cleanly() {
     let output = first.stdout_lines.join("\n");
     assert!(output.contains("999 "), "examples are printed: {output}");
     // The kernel backs none of the server's memory with huge pages
-    // (`cpis::without_huge_pages`).
+    // (`cpis::without_huge_pages`), and it may open as many files as its
+    // hard limit allows (`cpis::with_most_open_files`).
     if cfg!(target_os = "linux") {
         let process =
             std::fs::read_to_string(format!("/proc/{}/status", first.child.id())).unwrap();
         assert!(
             process.lines().any(|line| line == "THP_enabled:\t0"),
             "{process}"
+        );
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", first.child.id())).unwrap();
+        let open_files: Vec<&str> = limits
+            .lines()
+            .find(|line| line.starts_with("Max open files"))
+            .unwrap()
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .collect();
+        assert_eq!(
+            open_files[0], open_files[1],
+            "soft as high as hard: {limits}"
         );
     }
 
