@@ -399,7 +399,8 @@ impl<S: Store> Cpis<S> {
         Ok(replayed)
     }
 
-    /// Waits until a look writes outbox items, or `at_most` passes.
+    /// Waits until a look writes an item to push (or parked items are
+    /// replayed), or `at_most` passes.
     pub async fn outbox_written(&self, at_most: std::time::Duration) {
         let _ = tokio::time::timeout(at_most, self.outbox_written.notified()).await;
     }

@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use crate::{
     AccessFilter, AccessQuery, DeliveryCounts, LaClient, LookReads, OutboxClaim, OutboxItem,
-    OutboxKind, PlanBatch, PlanPage, PlanSpoolWriter, Plans, RepeatAlert, Snapshot, Store,
-    StoreError, UploadRecord, Webhook,
+    OutboxKind, PlanBatch, PlanPage, PlanSpoolWriter, Plans, Recorded, RepeatAlert, Snapshot,
+    Store, StoreError, UploadRecord, Webhook,
     log::{self, Checkpoint, LoggedRecord, ReportRecord},
     merkle,
 };
@@ -963,23 +963,26 @@ pub async fn repeat_alerts_are_written_once_per_window<S: Store>(store: Arc<S>) 
     };
     let look = |at| test_access(child, at, true);
     let first = alert(AT);
+    // Camden takes webhooks: an alert written is an item to push.
+    push_to(&*store, "E09000007").await;
     assert_eq!(
         store
             .record_access(look(AT), vec![], vec![first.clone()])
             .await
-            .unwrap()
-            .alerts,
-        1
+            .unwrap(),
+        Recorded {
+            alerts: 1,
+            pushed: true
+        }
     );
     let within = AT + Duration::days(30) - Duration::seconds(1);
     assert_eq!(
         store
             .record_access(look(within), vec![], vec![alert(within)])
             .await
-            .unwrap()
-            .alerts,
-        0,
-        "one alert per window"
+            .unwrap(),
+        Recorded::default(),
+        "one alert per window, and nothing to push"
     );
     // Another child, or another LA, has a window of its own.
     let other = RepeatAlert {

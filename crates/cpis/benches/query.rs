@@ -122,20 +122,20 @@ fn wrk(url: &str, token: Option<&str>, numbers: &[String], seconds: u64, connect
     }
 }
 
-/// Latency at a fixed rate: an open loop of `rate` queries a second for
-/// `seconds`, each timed from when it was due (so a slow answer cannot hide
-/// the queries queued behind it), from a client on a thread and runtime of
-/// its own, over at most [`FIXED_RATE_CONNECTIONS`] connections (a query
-/// due while all are busy waits for one, its wait counted). Returns p50,
-/// p99 and max in ms, and how many failed: answered
-/// with another status than 200, or not answered at all (the connection
-/// refused or broken), with the first such error.
 /// As wrk2 keeps a fixed number of connections: a client opening one for
 /// every query still waiting ran the process (client and server share it)
 /// out of file descriptors whenever the database stalled for a few
 /// seconds, and then measured its own connection failures, not the server.
 const FIXED_RATE_CONNECTIONS: usize = 1024;
 
+/// Latency at a fixed rate: an open loop of `rate` queries a second for
+/// `seconds`, each timed from when it was due (so a slow answer cannot hide
+/// the queries queued behind it), from a client on a thread and runtime of
+/// its own, over at most [`FIXED_RATE_CONNECTIONS`] connections (a query
+/// due while all are busy waits for one, its wait counted). Returns p50,
+/// p99 and max in ms, and a line saying how many failed: answered
+/// with another status than 200, or not answered at all (the connection
+/// refused or broken), with the first such error.
 fn fixed_rate(
     target: String,
     token: String,

@@ -578,7 +578,8 @@ fn check_limit(limit: usize, source: &str) -> Result<usize, ConfigError> {
     }
 }
 
-/// Checks a duration setting against the range that makes sense for it.
+/// Checks a count setting (a duration, or requests in flight) against the
+/// range that makes sense for it.
 fn check_count(value: u32, key: &str, source: &str) -> Result<u32, ConfigError> {
     let (range, unit) = match key {
         "notification_retention_days" => (1..=3650, "days"),
@@ -753,5 +754,40 @@ mod tests {
             &[("CPIS_CONFIG", "/no/such/file.toml")],
             "cannot read the configuration file /no/such/file.toml",
         );
+        check(
+            None,
+            &[("CPIS_MAX_IN_FLIGHT", "8"), ("CPIS_DEVELOPMENT", "true")],
+            "CPIS_MAX_IN_FLIGHT is 8; use 16 to 1000000 requests",
+        );
+        check(
+            Some("development = true\nmax_in_flight = 0\n"),
+            &[],
+            "use 16 to 1000000 requests",
+        );
+    }
+
+    #[test]
+    fn the_bound_on_requests_in_flight_is_set_by_file_or_environment() {
+        let config = Config::load(
+            Config::serve_defaults(),
+            &env(&[("CPIS_DEVELOPMENT", "true")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.max_in_flight, 4096);
+        let file = write("development = true\nmax_in_flight = 100\n");
+        let overrides = Overrides {
+            config_file: Some(file.path().to_owned()),
+            ..Overrides::default()
+        };
+        let config = Config::load(Config::serve_defaults(), &env(&[]), &overrides).unwrap();
+        assert_eq!(config.max_in_flight, 100);
+        let config = Config::load(
+            Config::serve_defaults(),
+            &env(&[("CPIS_MAX_IN_FLIGHT", "200")]),
+            &overrides,
+        )
+        .unwrap();
+        assert_eq!(config.max_in_flight, 200, "the environment over the file");
     }
 }
