@@ -11,12 +11,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
 use crate::error::HttpError;
+use crate::web::PageError;
 
 struct Bound {
     permits: Semaphore,
@@ -51,7 +51,8 @@ async fn admit(State(bound): State<Arc<Bound>>, request: Request, next: Next) ->
     response
 }
 
-/// An OperationOutcome for systems; for a person's page, a sentence.
+/// An OperationOutcome for systems; for a person, the error page every
+/// page shows.
 fn refusal(path: &str) -> Response {
     if path.starts_with("/oauth2/token") {
         // Token clients read RFC 6749's form.
@@ -65,18 +66,11 @@ fn refusal(path: &str) -> Response {
         || ["/app", "/auth", "/about", "/oauth2/authorize"]
             .iter()
             .any(|p| path.starts_with(p));
-    if !page {
-        return HttpError::Busy.into_response();
+    if page {
+        PageError::from(HttpError::Busy).into_response()
+    } else {
+        HttpError::Busy.into_response()
     }
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [
-            (header::RETRY_AFTER, "5"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        "The service is very busy just now. Try again in a few seconds.\n",
-    )
-        .into_response()
 }
 
 fn warn_at_most_every_second(bound: &Bound) {
@@ -104,7 +98,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{Request, StatusCode, header};
     use axum::routing::get;
     use tower::ServiceExt;
 
@@ -147,12 +141,13 @@ mod tests {
         assert_eq!(outcome["issue"][0]["code"], "transient");
         let page = router.clone().oneshot(get("/app/search")).await.unwrap();
         assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(page.headers()[header::RETRY_AFTER], "5");
         assert!(
             page.headers()[header::CONTENT_TYPE]
                 .to_str()
                 .unwrap()
-                .starts_with("text/plain"),
-            "a person gets a sentence, not JSON"
+                .starts_with("text/html"),
+            "a person gets a page, not JSON"
         );
         let token = router.clone().oneshot(get("/oauth2/token")).await.unwrap();
         assert_eq!(token.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -303,10 +303,17 @@ impl IntoResponse for PageError {
                 p { a href="/app" { "Go to your start page" } }
             }
         };
-        respond(
+        let mut response = respond(
             status,
             page(heading, self.viewer.as_deref(), Section::None, content),
-        )
+        );
+        // As every 503 of the API does (`HttpError`).
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
     }
 }
 
