@@ -31,8 +31,14 @@ use crate::PoolSettings;
 use crate::rows::{self, DbResult, micros, nhs};
 
 /// Tasks per kind of request. More than one, so that while one batch waits
-/// on the database (or its commit on the disk) the next is already going.
-const TASKS: usize = 4;
+/// on the database (or its commit on the disk) the next is already going,
+/// and a slow batch does not hold up every look. Not more: each task takes
+/// whatever is waiting, so at 5,000 looks a second four tasks made batches
+/// of two or three looks, and PostgreSQL's cost per statement, on the cores
+/// it shares with the server, became the tail (p99 12 to 16 ms; two tasks
+/// 8 ms, one 7 ms, and 14% more looks a second over HTTP; BENCHMARKS.md,
+/// 2026-12-07).
+const TASKS: usize = 2;
 
 /// The connections the tasks of all three kinds hold at most.
 pub(crate) const CONNECTIONS: usize = 3 * TASKS;
