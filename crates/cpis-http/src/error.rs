@@ -210,7 +210,7 @@ impl IntoResponse for HttpError {
         );
         match status {
             StatusCode::SERVICE_UNAVAILABLE => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                headers.insert(header::RETRY_AFTER, RETRY_AFTER_SECONDS);
             }
             StatusCode::UNAUTHORIZED => {
                 let challenge = match &self {
@@ -231,4 +231,11 @@ impl IntoResponse for HttpError {
 }
 
 /// The 401 message when no credentials came at all.
+/// Seconds a caller answered 503 is asked to wait (`Retry-After`), on every
+/// 503 the service gives: the API's, its pages', `/readyz`'s and the
+/// in-flight bound's. Long enough for a stalled database or a burst to pass,
+/// short enough that a clinician's system tries again while the child is
+/// still in the department.
+pub(crate) const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("5");
+
 pub const NO_CREDENTIALS: &str = "sign in, or send a bearer token in the Authorization header";

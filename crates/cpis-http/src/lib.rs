@@ -459,7 +459,7 @@ async fn readyz<S: Store>(State(app): State<AppState<S>>) -> Response {
             tracing::warn!(error = %error, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "5")],
+                [(header::RETRY_AFTER, error::RETRY_AFTER_SECONDS)],
                 Json(json!({"status": "unavailable", "reason": error.to_string()})),
             )
                 .into_response()

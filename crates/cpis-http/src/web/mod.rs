@@ -311,7 +311,7 @@ impl IntoResponse for PageError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, crate::error::RETRY_AFTER_SECONDS);
         }
         response
     }
