@@ -24,6 +24,11 @@ use cpis_store::Store;
 fn main() {
     // As the `cpis` binary does before anything else.
     cpis::without_huge_pages().unwrap();
+    cpis::with_most_open_files().unwrap();
+    if std::env::args().any(|arg| arg == FIXED_RATE_CLIENT) {
+        fixed_rate_client();
+        return;
+    }
     let seconds: u64 = common::setting("CPIS_BENCH_SECONDS", 10);
     // The server gets the runtime's threads; wrk runs beside it on the same 2 cores.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -128,93 +133,136 @@ fn wrk(url: &str, token: Option<&str>, numbers: &[String], seconds: u64, connect
 /// seconds, and then measured its own connection failures, not the server.
 const FIXED_RATE_CONNECTIONS: usize = 1024;
 
+/// The argument that makes this benchmark's binary the fixed-rate client.
+const FIXED_RATE_CLIENT: &str = "--fixed-rate-client";
+
 /// Latency at a fixed rate: an open loop of `rate` queries a second for
 /// `seconds`, each timed from when it was due (so a slow answer cannot hide
-/// the queries queued behind it), from a client on a thread and runtime of
-/// its own, over at most [`FIXED_RATE_CONNECTIONS`] connections (a query
-/// due while all are busy waits for one, its wait counted). Returns p50,
-/// p99 and max in ms, and a line saying how many failed: answered
-/// with another status than 200, or not answered at all (the connection
-/// refused or broken), with the first such error.
+/// the queries queued behind it), over at most [`FIXED_RATE_CONNECTIONS`]
+/// connections (a query due while all are busy waits for one, its wait
+/// counted). The client is this binary again, in a process of its own, as
+/// wrk is: in the server's process it shared the server's allocator and its
+/// open files, so a stall of the server showed up as the client's own
+/// failures. Returns p50, p99 and max in ms, and a line saying how many
+/// failed: answered with another status than 200, or not answered at all
+/// (the connection refused or broken), with the first such error.
 fn fixed_rate(
+    target: &str,
+    token: &str,
+    numbers: &[String],
+    rate: u64,
+    seconds: u64,
+) -> (f64, f64, f64, String) {
+    let list = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(list.path(), numbers.join("\n")).unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .arg(FIXED_RATE_CLIENT)
+        .env("CPIS_FIXED_RATE_TARGET", target)
+        .env("CPIS_FIXED_RATE_TOKEN", token)
+        .env("CPIS_FIXED_RATE_NUMBERS", list.path())
+        .env("CPIS_FIXED_RATE", rate.to_string())
+        .env("CPIS_FIXED_RATE_SECONDS", seconds.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "the fixed-rate client failed");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (times, failed) = text.trim_end().split_once('\t').unwrap();
+    let times: Vec<f64> = times.split(' ').map(|ms| ms.parse().unwrap()).collect();
+    (times[0], times[1], times[2], failed.to_owned())
+}
+
+/// The fixed-rate client's process: what [`fixed_rate`] asks, from the
+/// environment; prints p50, p99 and max, a tab, and how many failed.
+fn fixed_rate_client() {
+    let setting = |name: &str| std::env::var(name).unwrap();
+    let target = setting("CPIS_FIXED_RATE_TARGET");
+    let token = setting("CPIS_FIXED_RATE_TOKEN");
+    let numbers: Vec<String> = std::fs::read_to_string(setting("CPIS_FIXED_RATE_NUMBERS"))
+        .unwrap()
+        .split('\n')
+        .map(str::to_owned)
+        .collect();
+    let rate: u64 = setting("CPIS_FIXED_RATE").parse().unwrap();
+    let seconds: u64 = setting("CPIS_FIXED_RATE_SECONDS").parse().unwrap();
+    let (p50, p99, max, failed) = open_loop(target, token, numbers, rate, seconds);
+    println!("{p50} {p99} {max}\t{failed}");
+}
+
+/// The fixed-rate client's loop, on one thread as wrk's is here.
+fn open_loop(
     target: String,
     token: String,
     numbers: Vec<String>,
     rate: u64,
     seconds: u64,
 ) -> (f64, f64, f64, String) {
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let client = reqwest::Client::new();
-            let connections =
-                std::sync::Arc::new(tokio::sync::Semaphore::new(FIXED_RATE_CONNECTIONS));
-            let total = (rate * seconds) as usize;
-            let period = std::time::Duration::from_nanos(1_000_000_000 / rate);
-            let start = tokio::time::Instant::now();
-            let mut queries = Vec::with_capacity(total);
-            for i in 0..total {
-                let due = start + period * i as u32;
-                tokio::time::sleep_until(due).await;
-                let request = client
-                    .get(format!("{target}{}", numbers[i % numbers.len()]))
-                    .bearer_auth(&token);
-                let connections = connections.clone();
-                queries.push(tokio::spawn(async move {
-                    let _connection = connections.acquire_owned().await.unwrap();
-                    let answer = request
-                        .send()
-                        .await
-                        .map(|response| response.status().as_u16())
-                        .map_err(|error| format!("{error:?}"));
-                    (answer, due.elapsed().as_secs_f64() * 1000.0)
-                }));
-            }
-            let mut latencies = Vec::with_capacity(total);
-            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
-            let (mut unanswered, mut first_error) = (0, None);
-            for query in queries {
-                let (answer, ms) = query.await.unwrap();
-                match answer {
-                    Ok(200) => {}
-                    Ok(status) => *statuses.entry(status).or_default() += 1,
-                    Err(error) => {
-                        unanswered += 1;
-                        first_error.get_or_insert(error);
-                    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let client = reqwest::Client::new();
+        let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(FIXED_RATE_CONNECTIONS));
+        let total = (rate * seconds) as usize;
+        let period = std::time::Duration::from_nanos(1_000_000_000 / rate);
+        let start = tokio::time::Instant::now();
+        let mut queries = Vec::with_capacity(total);
+        for i in 0..total {
+            let due = start + period * i as u32;
+            tokio::time::sleep_until(due).await;
+            let request = client
+                .get(format!("{target}{}", numbers[i % numbers.len()]))
+                .bearer_auth(&token);
+            let connections = connections.clone();
+            queries.push(tokio::spawn(async move {
+                let _connection = connections.acquire_owned().await.unwrap();
+                let answer = request
+                    .send()
+                    .await
+                    .map(|response| response.status().as_u16())
+                    .map_err(|error| format!("{error:?}"));
+                (answer, due.elapsed().as_secs_f64() * 1000.0)
+            }));
+        }
+        let mut latencies = Vec::with_capacity(total);
+        let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+        let (mut unanswered, mut first_error) = (0, None);
+        for query in queries {
+            let (answer, ms) = query.await.unwrap();
+            match answer {
+                Ok(200) => {}
+                Ok(status) => *statuses.entry(status).or_default() += 1,
+                Err(error) => {
+                    unanswered += 1;
+                    first_error.get_or_insert(error);
                 }
-                latencies.push(ms);
             }
-            let answered: usize = statuses.values().sum();
-            let mut failed = format!("{} failed", answered + unanswered);
-            if answered + unanswered > 0 {
-                let statuses: Vec<String> = statuses
+            latencies.push(ms);
+        }
+        let answered: usize = statuses.values().sum();
+        let mut failed = format!("{} failed", answered + unanswered);
+        if answered + unanswered > 0 {
+            let statuses: Vec<String> = statuses
+                .iter()
+                .map(|(status, n)| format!("{n} answered {status}"))
+                .collect();
+            failed += &format!(
+                " ({}{unanswered} not answered{})",
+                statuses
                     .iter()
-                    .map(|(status, n)| format!("{n} answered {status}"))
-                    .collect();
-                failed += &format!(
-                    " ({}{unanswered} not answered{})",
-                    statuses
-                        .iter()
-                        .map(|s| format!("{s}, "))
-                        .collect::<String>(),
-                    first_error
-                        .map(|e| format!(", first: {e}"))
-                        .unwrap_or_default()
-                );
-            }
-            latencies.sort_by(f64::total_cmp);
-            let at = |q: f64| {
-                latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]
-            };
-            (at(0.5), at(0.99), latencies[latencies.len() - 1], failed)
-        })
+                    .map(|s| format!("{s}, "))
+                    .collect::<String>(),
+                first_error
+                    .map(|e| format!(", first: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        latencies.sort_by(f64::total_cmp);
+        let at =
+            |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+        (at(0.5), at(0.99), latencies[latencies.len() - 1], failed)
     })
-    .join()
-    .unwrap()
 }
 
 async fn run(seconds: u64) {
@@ -239,7 +287,7 @@ async fn run(seconds: u64) {
     // the runtime and the machine add to any server.
     let (p50, p99, max, failed) = tokio::task::spawn_blocking({
         let target = reference_url.clone();
-        move || fixed_rate(target, String::new(), vec![String::new()], 5_000, seconds)
+        move || fixed_rate(&target, "", &[String::new()], 5_000, seconds)
     })
     .await
     .unwrap();
@@ -396,7 +444,7 @@ async fn bench<S: Store + 'static>(
     let over_http = per_batch(before, before_fixed_rate);
     let (p50, p99, max, failed) = tokio::task::spawn_blocking({
         let (target, token, numbers) = (target.clone(), token.clone(), numbers.clone());
-        move || fixed_rate(target, token, numbers, 5_000, seconds)
+        move || fixed_rate(&target, &token, &numbers, 5_000, seconds)
     })
     .await
     .unwrap();
