@@ -16,6 +16,18 @@ async fn concurrent_looks_share_statements_and_all_land_and_are_read() {
     };
     let store = Arc::new(schema.store().await);
     let at = datetime!(2026-11-25 09:00 UTC);
+    // The checkpointer places leaves while the looks write theirs.
+    let sequencer = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut sizes = vec![store.sequence_log().await.unwrap()];
+            while sizes.last() < Some(&128) && std::time::Instant::now() < deadline {
+                sizes.push(store.sequence_log().await.unwrap());
+            }
+            sizes
+        }
+    });
     let tasks: Vec<_> = (0..128)
         .map(|i| {
             let store = store.clone();
@@ -62,4 +74,22 @@ async fn concurrent_looks_share_statements_and_all_land_and_are_read() {
         writes.batches
     );
     assert_eq!(store.counts().await.unwrap().access_records, 128);
+    let sizes = sequencer.await.unwrap();
+    assert!(
+        sizes.windows(2).all(|pair| pair[0] <= pair[1]),
+        "the log only grows: {sizes:?}"
+    );
+    let entries = store.log_entries(0, 1_000).await.unwrap();
+    let places: Vec<u64> = entries.iter().map(|entry| entry.leaf.index).collect();
+    assert_eq!(
+        places,
+        (0..128).collect::<Vec<u64>>(),
+        "each look has a place of its own, none skipped"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|entry| entry.record.hash() == Some(entry.leaf.hash)),
+        "each leaf is its own record's"
+    );
 }

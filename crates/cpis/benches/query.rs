@@ -350,13 +350,17 @@ async fn bench<S: Store + 'static>(
     reference: &Wrk,
     sqlite_path: Option<std::path::PathBuf>,
 ) {
-    let (url, token, app, listener) = common::start_server(
-        store,
-        "E06000001",
-        "ed-clinician",
-        cpis_core::Limits::default(),
-    )
-    .await;
+    // As `cpis serve` runs: the access log's checkpoints are signed while
+    // the looks go on (the leaves placed every second, a checkpoint every
+    // 10,000 leaves or 10 seconds).
+    let (url, token, app, listener) =
+        common::start_server_with(store, "E06000001", "ed-clinician", |cpis| {
+            cpis.with_log(
+                cpis_core::audit::LogSigner::generate("cpis.bench/log").unwrap(),
+                cpis_core::audit::CheckpointPolicy::default(),
+            )
+        })
+        .await;
     let loaded = app.load_demo(1).await.unwrap();
     // Children with plans (some of them ended or withdrawn), each looked
     // at in turn: every look that finds a plan is notified.
@@ -449,6 +453,13 @@ async fn bench<S: Store + 'static>(
     .await
     .unwrap();
     let at_fixed_rate = per_batch(before_fixed_rate, batches(&**app.store()));
+    let signed = app
+        .store()
+        .latest_checkpoint()
+        .await
+        .unwrap()
+        .map_or(0, |checkpoint| checkpoint.size);
+    println!("{name}: the access log's latest signed checkpoint covers {signed} leaves");
     println!(
         "{name}: at a fixed 5,000 queries/s for {seconds} s (open loop, from when each was due): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed}{at_fixed_rate}"
     );
