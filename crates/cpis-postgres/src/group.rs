@@ -561,19 +561,28 @@ struct Columns<'a> {
     item_attempts: Vec<i32>,
 }
 
-/// The batch's leaves are placed in the log's tree as they are written, under
-/// the sequencer's row lock, held until the statement commits: so places
-/// follow commit order, and the tree only grows at its end, as with
-/// `Store::sequence_log`, which places only the leaves written elsewhere
-/// (uploads, retention). Placing the looks' leaves afterwards was an
-/// `UPDATE` of every leaf a second, which moves the row and indexes it
-/// again; under the query benchmark it took PostgreSQL 90 ms a second and
-/// cut the looks a second by a quarter. The cost is that write batches
-/// commit one after another, which two tasks did nearly as fast as four.
+/// The batch's leaves are placed in the log's tree, and its outbox items
+/// numbered in the LAs' feeds, as they are written, under the two
+/// sequencers' row locks (every batch takes both by this one statement, so
+/// in one order, and nothing else takes both), held until the statement
+/// commits: so places and numbers follow commit order, the tree
+/// only grows at its end and a feed reader skips nothing, as with
+/// `Store::sequence_log` and the feed's own sequencer, which are left only
+/// what is written elsewhere (uploads, retention, repeat alerts). Placing
+/// the looks' leaves afterwards was an `UPDATE` of every leaf a second,
+/// which moves the row and indexes it again; under the query benchmark it
+/// took PostgreSQL 90 ms a second and cut the looks a second by a quarter
+/// (numbering the feed afterwards cost the same whenever an LA read it).
+/// The cost is that write batches commit one after another, which two
+/// tasks did nearly as fast as four.
 const INSERT: &str = "WITH place AS (
         UPDATE log_sequencer SET next = next + cardinality($16::uuid[])
         WHERE id = 1 AND cardinality($16::uuid[]) > 0
         RETURNING next - cardinality($16::uuid[]) AS first
+    ), number AS (
+        UPDATE outbox_sequencer SET last = last + cardinality($18::uuid[])
+        WHERE id = 1 AND cardinality($18::uuid[]) > 0
+        RETURNING last - cardinality($18::uuid[]) AS first
     ), access AS (
         INSERT INTO access_log (id, at, nhs_number, user_id, user_name, role_code, role_name,
             activity_code, organisation_code, organisation_name, setting_type, unscheduled,
@@ -586,11 +595,13 @@ const INSERT: &str = "WITH place AS (
         SELECT l.id, $15::text, l.hash, place.first + l.n - 1
         FROM unnest($16::uuid[], $17::bytea[]) WITH ORDINALITY AS l (id, hash, n), place
     ), item AS (
-        INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts, push)
+        INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts, push,
+            feed_seq)
         SELECT o.id, o.la, o.kind, o.payload, o.created, o.created, o.attempts,
-            EXISTS (SELECT 1 FROM la_webhook w WHERE w.la_code = o.la)
+            EXISTS (SELECT 1 FROM la_webhook w WHERE w.la_code = o.la), number.first + o.n
         FROM unnest($18::uuid[], $19::text[], $20::text[], $21::jsonb[], $22::bigint[],
-            $23::integer[]) AS o (id, la, kind, payload, created, attempts)
+            $23::integer[]) WITH ORDINALITY AS o (id, la, kind, payload, created, attempts, n),
+            number
         RETURNING id, push
     )
     SELECT id FROM item WHERE push";

@@ -33,8 +33,16 @@ async fn concurrent_looks_share_statements_and_all_land_and_are_read() {
             let store = store.clone();
             tokio::spawn(async move {
                 let child = test_nhs_number(900 + i);
+                let item = cpis_store::OutboxItem {
+                    id: uuid::Uuid::now_v7(),
+                    la: la(),
+                    kind: cpis_store::OutboxKind::Access,
+                    payload: serde_json::json!({"look": i}),
+                    created_at: at,
+                    attempts: 0,
+                };
                 store
-                    .record_access(test_access(child, at, true), vec![], vec![])
+                    .record_access(test_access(child, at, true), vec![item], vec![])
                     .await
                     .unwrap();
                 child
@@ -92,4 +100,15 @@ async fn concurrent_looks_share_statements_and_all_land_and_are_read() {
             .all(|entry| entry.record.hash() == Some(entry.leaf.hash)),
         "each leaf is its own record's"
     );
+    let feed = store.notifications(la(), 0, 1_000).await.unwrap();
+    let numbers: Vec<u64> = feed.iter().map(|(number, _)| *number).collect();
+    assert_eq!(
+        numbers,
+        (1..=128).collect::<Vec<u64>>(),
+        "each look's item has a number of its own in the feed, none skipped"
+    );
+}
+
+fn la() -> cpis_domain::LaCode {
+    cpis_domain::LaCode::parse("E09000007").unwrap()
 }

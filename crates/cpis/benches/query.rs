@@ -438,6 +438,24 @@ async fn bench<S: Store + 'static>(
         "{name}: without HTTP: the store's lookup of plans by NHS number {lookup_us:.1} us; the whole query (lookup, access record, notifications) from 256 tasks {direct:.0}/s"
     );
     tokio::spawn(cpis::serve(listener, app.clone(), std::future::pending()));
+    // The demo's LAs have no webhook, so their systems read their feeds:
+    // here the benchmark's own LA, a page a second, as long as it serves.
+    let feed_reader = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let la = cpis_domain::LaCode::parse("E06000001").unwrap();
+            let mut cursor = None::<String>;
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let page = app
+                    .notifications_of(la, cursor.as_deref(), 1_000)
+                    .await
+                    .unwrap();
+                cursor = Some(page.next);
+            }
+        }
+    });
     let target =
         format!("{url}/fhir/R4/CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C");
     let before = batches(&**app.store());
@@ -453,6 +471,7 @@ async fn bench<S: Store + 'static>(
     .await
     .unwrap();
     let at_fixed_rate = per_batch(before_fixed_rate, batches(&**app.store()));
+    feed_reader.abort();
     let signed = app
         .store()
         .latest_checkpoint()
