@@ -230,7 +230,6 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// The 401 message when no credentials came at all.
 /// Seconds a caller answered 503 is asked to wait (`Retry-After`), on every
 /// 503 the service gives: the API's, its pages', `/readyz`'s and the
 /// in-flight bound's. Long enough for a stalled database or a burst to pass,
@@ -238,4 +237,5 @@ impl IntoResponse for HttpError {
 /// still in the department.
 pub(crate) const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("5");
 
+/// The 401 message when no credentials came at all.
 pub const NO_CREDENTIALS: &str = "sign in, or send a bearer token in the Authorization header";
