@@ -243,16 +243,12 @@ fn open_loop(
         let answered: usize = statuses.values().sum();
         let mut failed = format!("{} failed", answered + unanswered);
         if answered + unanswered > 0 {
-            let statuses: Vec<String> = statuses
+            let statuses: String = statuses
                 .iter()
-                .map(|(status, n)| format!("{n} answered {status}"))
+                .map(|(status, n)| format!("{n} answered {status}, "))
                 .collect();
             failed += &format!(
-                " ({}{unanswered} not answered{})",
-                statuses
-                    .iter()
-                    .map(|s| format!("{s}, "))
-                    .collect::<String>(),
+                " ({statuses}{unanswered} not answered{})",
                 first_error
                     .map(|e| format!(", first: {e}"))
                     .unwrap_or_default()
