@@ -30,24 +30,36 @@ use uuid::Uuid;
 use crate::PoolSettings;
 use crate::rows::{self, DbResult, micros, nhs};
 
-/// Tasks per kind of request. More than one, so that while one batch waits
-/// on the database (or its commit on the disk) the next is already going,
-/// and a slow batch does not hold up every look. Not more: each task takes
-/// whatever is waiting, so at 5,000 looks a second four tasks made batches
-/// of two or three looks, and PostgreSQL's cost per statement, on the cores
-/// it shares with the server, became the tail (p99 12 to 16 ms; two tasks
-/// 8 ms, one 7 ms, and 14% more looks a second over HTTP; BENCHMARKS.md,
-/// 2026-12-07).
-const TASKS: usize = 2;
+/// Tasks for each kind of read. More than one, so that while one batch
+/// waits on the database the next is already going, and a slow batch does
+/// not hold up every look. Not more: each task takes whatever is waiting, so
+/// at 5,000 looks a second four tasks made batches of two or three looks,
+/// and PostgreSQL's cost per statement, on the cores it shares with the
+/// server, became the tail (p99 12 to 16 ms; two tasks 8 ms, one 7 ms, and
+/// 14% more looks a second over HTTP; BENCHMARKS.md, 2026-12-07).
+const READ_TASKS: usize = 2;
+
+/// Tasks for the looks' writes: one. Every write batch takes the log's and
+/// the feed's sequencer locks and holds them to commit (see [`INSERT`]), so
+/// write batches commit one after another however many tasks send them; a
+/// second task only took the looks waiting into a batch of its own that
+/// then waited for the lock, where one task takes them all into the next
+/// batch. Four interleaved rounds of each at 5,000 looks a second: p50 5.6
+/// to 6.6 ms with one task against 6.2 to 11.7 ms with two, and with nine
+/// looks in ten finding no plan p99 14 to 30 ms against 24 to 50 ms
+/// (BENCHMARKS.md, 2026-12-07).
+const WRITE_TASKS: usize = 1;
 
 /// The connections the tasks of all three kinds hold at most.
-pub(crate) const CONNECTIONS: usize = 3 * TASKS;
+pub(crate) const CONNECTIONS: usize = 2 * READ_TASKS + WRITE_TASKS;
 
 /// The most requests one statement answers.
 const MAX_BATCH: usize = 256;
 
 /// A kind of request that can be answered many at a time.
 pub(crate) trait Batch: Send + Sync + 'static {
+    /// How many tasks run this kind's batches, each on its own connection.
+    const TASKS: usize;
     type Request: Send + Sync + 'static;
     type Response: Send + 'static;
 
@@ -92,7 +104,7 @@ struct Counts {
 impl<B: Batch> Group<B> {
     /// Starts the tasks on the current runtime.
     pub(crate) fn start(batch: B, pool: Pool, target: &str, settings: &PoolSettings) -> Self {
-        let (jobs, receiver) = mpsc::channel(MAX_BATCH * TASKS);
+        let (jobs, receiver) = mpsc::channel(MAX_BATCH * B::TASKS);
         let receiver = Arc::new(Mutex::new(receiver));
         let counts = Arc::new(Counts::default());
         let runner = Arc::new(Runner {
@@ -101,7 +113,7 @@ impl<B: Batch> Group<B> {
             target: target.to_owned(),
             retry_budget: settings.wait_timeout,
         });
-        for _ in 0..TASKS {
+        for _ in 0..B::TASKS {
             tokio::spawn(run(runner.clone(), receiver.clone(), counts.clone()));
         }
         Group {
@@ -276,6 +288,7 @@ pub(crate) struct ReadsForLook;
 pub(crate) type PlansFor = (NhsNumber, OffsetDateTime, bool);
 
 impl Batch for ReadsForLook {
+    const TASKS: usize = READ_TASKS;
     type Request = PlansFor;
     type Response = LookReads;
 
@@ -398,6 +411,7 @@ pub(crate) struct ReadAttendances;
 pub(crate) type Window = (NhsNumber, OffsetDateTime, OffsetDateTime);
 
 impl Batch for ReadAttendances {
+    const TASKS: usize = READ_TASKS;
     type Request = Window;
     type Response = Vec<Attendance>;
 
@@ -463,6 +477,7 @@ pub(crate) struct Look {
 pub(crate) struct WriteLooks;
 
 impl Batch for WriteLooks {
+    const TASKS: usize = WRITE_TASKS;
     type Request = Look;
     type Response = Recorded;
 
@@ -759,6 +774,7 @@ mod tests {
     struct Panics;
 
     impl Batch for Panics {
+        const TASKS: usize = 2;
         type Request = ();
         type Response = ();
 
@@ -776,7 +792,7 @@ mod tests {
         let settings = PoolSettings::default();
         let pool = crate::build_pool(config, 1, &settings).unwrap();
         let group = Group::start(Panics, pool, "test", &settings);
-        for _ in 0..TASKS {
+        for _ in 0..Panics::TASKS {
             assert!(!group.stopped());
             let failed = group.call(()).await;
             assert!(
