@@ -368,6 +368,41 @@ fn per_batch(
     format!("; requests a batch: {}", sizes.join(", "))
 }
 
+/// What [`both_runs`] measured: wrk's figures, the fixed rate's p50, p99,
+/// max and failures, and beside each the looks a PostgreSQL batch held.
+struct Runs {
+    http: Wrk,
+    over_http: String,
+    fixed: (f64, f64, f64, String),
+    at_fixed_rate: String,
+}
+
+/// wrk over HTTP, then the fixed rate, both asking for `numbers` in turn.
+async fn both_runs<S: Store + 'static>(
+    store: &S,
+    target: &str,
+    token: &str,
+    numbers: &[String],
+    seconds: u64,
+) -> Runs {
+    let before = batches(store);
+    let result = wrk(target, Some(token), numbers, seconds, connections());
+    assert_eq!(result.non_2xx, 0, "every query answered 200");
+    let before_fixed_rate = batches(store);
+    let fixed = tokio::task::spawn_blocking({
+        let (target, token, numbers) = (target.to_owned(), token.to_owned(), numbers.to_vec());
+        move || fixed_rate(&target, &token, &numbers, 5_000, seconds)
+    })
+    .await
+    .unwrap();
+    Runs {
+        http: result,
+        over_http: per_batch(before, before_fixed_rate),
+        fixed,
+        at_fixed_rate: per_batch(before_fixed_rate, batches(store)),
+    }
+}
+
 async fn bench<S: Store + 'static>(
     name: &str,
     store: S,
@@ -483,38 +518,26 @@ async fn bench<S: Store + 'static>(
     });
     let target =
         format!("{url}/fhir/R4/CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C");
-    let before = batches(&**app.store());
-    let result = wrk(&target, Some(&token), &numbers, seconds, connections());
-    assert_eq!(result.non_2xx, 0, "every query answered 200");
+    let Runs {
+        http: result,
+        over_http,
+        fixed: (p50, p99, max, failed),
+        at_fixed_rate,
+    } = both_runs(&**app.store(), &target, &token, &numbers, seconds).await;
     println!("figure: {name}: http {:.0}", result.requests_per_second);
-    let before_fixed_rate = batches(&**app.store());
-    let over_http = per_batch(before, before_fixed_rate);
-    let (p50, p99, max, failed) = tokio::task::spawn_blocking({
-        let (target, token, numbers) = (target.clone(), token.clone(), numbers.clone());
-        move || fixed_rate(&target, &token, &numbers, 5_000, seconds)
-    })
-    .await
-    .unwrap();
-    let at_fixed_rate = per_batch(before_fixed_rate, batches(&**app.store()));
     // The same two runs, now with children without a plan mixed in.
     let one_in = found_one_in();
     let mix = mixed(&numbers, one_in);
-    let before_mix = batches(&**app.store());
-    let mixed_result = wrk(&target, Some(&token), &mix, seconds, connections());
-    assert_eq!(mixed_result.non_2xx, 0, "every query answered 200");
+    let Runs {
+        http: mixed_result,
+        over_http: mixed_over_http,
+        fixed: mixed_fixed,
+        at_fixed_rate: mixed_at_fixed_rate,
+    } = both_runs(&**app.store(), &target, &token, &mix, seconds).await;
     println!(
         "figure: {name}: http-mix {:.0}",
         mixed_result.requests_per_second
     );
-    let before_mix_fixed_rate = batches(&**app.store());
-    let mixed_over_http = per_batch(before_mix, before_mix_fixed_rate);
-    let mixed_fixed = tokio::task::spawn_blocking({
-        let (target, token, mix) = (target.clone(), token.clone(), mix.clone());
-        move || fixed_rate(&target, &token, &mix, 5_000, seconds)
-    })
-    .await
-    .unwrap();
-    let mixed_at_fixed_rate = per_batch(before_mix_fixed_rate, batches(&**app.store()));
     feed_reader.abort();
     let signed = app
         .store()
