@@ -588,8 +588,8 @@ struct Columns<'a> {
 /// which moves the row and indexes it again; under the query benchmark it
 /// took PostgreSQL 90 ms a second and cut the looks a second by a quarter
 /// (numbering the feed afterwards cost the same whenever an LA read it).
-/// The cost is that write batches commit one after another, as they did
-/// with one task per kind, which gave as many looks a second as two.
+/// The cost is that write batches commit one after another, so one task
+/// sends them ([`WRITE_TASKS`]).
 const INSERT: &str = "WITH place AS (
         UPDATE log_sequencer SET next = next + cardinality($16::uuid[])
         WHERE id = 1 AND cardinality($16::uuid[]) > 0
