@@ -84,6 +84,7 @@ fn mixed(found: &[String], one_in: usize) -> Vec<String> {
 }
 
 struct Wrk {
+    requests: u64,
     requests_per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -146,7 +147,15 @@ fn wrk(url: &str, token: Option<&str>, numbers: &[String], seconds: u64, connect
         .and_then(|line| line.split(':').nth(1))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
+    // "123456 requests in 10.00s, 1.23MB read"
+    let requests = text
+        .lines()
+        .find(|line| line.contains(" requests in "))
+        .and_then(|line| line.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     Wrk {
+        requests,
         requests_per_second: value("Requests/sec:")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0),
@@ -339,6 +348,24 @@ async fn run(seconds: u64) {
     }
 }
 
+/// This process's CPU time so far, all its threads: the server's runtime
+/// and the embedded store's writer, syncer and checkpointer, but not wrk or
+/// the fixed-rate client (processes of their own), nor PostgreSQL's server.
+/// Per look, it is steadier than a throughput on a shared machine, since
+/// it does not count the time another tenant had the cores.
+fn process_cpu() -> std::time::Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    std::time::Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Microseconds of [`process_cpu`] a look, from a reading before.
+fn cpu_per_look(before: std::time::Duration, looks: u64) -> f64 {
+    (process_cpu() - before).as_secs_f64() * 1e6 / looks.max(1) as f64
+}
+
 /// PostgreSQL's batches so far (a look's reads, attendance reads on their
 /// own, writes), if `store` is PostgreSQL.
 fn batches<S: Store + 'static>(store: &S) -> Option<[cpis_postgres::Shared; 3]> {
@@ -372,6 +399,8 @@ fn per_batch(
 /// max and failures, and beside each the looks a PostgreSQL batch held.
 struct Runs {
     http: Wrk,
+    /// [`cpu_per_look`] over HTTP.
+    cpu_us: f64,
     over_http: String,
     fixed: (f64, f64, f64, String),
     at_fixed_rate: String,
@@ -386,7 +415,9 @@ async fn both_runs<S: Store + 'static>(
     seconds: u64,
 ) -> Runs {
     let before = batches(store);
+    let cpu = process_cpu();
     let result = wrk(target, Some(token), numbers, seconds, connections());
+    let cpu_us = cpu_per_look(cpu, result.requests);
     assert_eq!(result.non_2xx, 0, "every query answered 200");
     let before_fixed_rate = batches(store);
     let fixed = tokio::task::spawn_blocking({
@@ -397,6 +428,7 @@ async fn both_runs<S: Store + 'static>(
     .unwrap();
     Runs {
         http: result,
+        cpu_us,
         over_http: per_batch(before, before_fixed_rate),
         fixed,
         at_fixed_rate: per_batch(before_fixed_rate, batches(store)),
@@ -468,6 +500,7 @@ async fn bench<S: Store + 'static>(
     }
     // As long as each HTTP run, so that the figure is as steady as theirs.
     let started = std::time::Instant::now();
+    let cpu = process_cpu();
     let deadline = started + std::time::Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..256)
         .map(|task| {
@@ -492,10 +525,12 @@ async fn bench<S: Store + 'static>(
         looks += task.await.unwrap();
     }
     let direct = looks as f64 / started.elapsed().as_secs_f64();
+    let direct_cpu_us = cpu_per_look(cpu, looks);
     // Read by `cargo xtask bench log-overhead`.
     println!("figure: {name}: direct {direct:.0}");
+    println!("figure: {name}: direct-cpu-us {direct_cpu_us:.1}");
     println!(
-        "{name}: without HTTP: the store's lookup of plans by NHS number {lookup_us:.1} us; the whole query (lookup, access record, notifications) from 256 tasks {direct:.0}/s"
+        "{name}: without HTTP: the store's lookup of plans by NHS number {lookup_us:.1} us; the whole query (lookup, access record, notifications) from 256 tasks {direct:.0}/s, {direct_cpu_us:.1} us of this process's CPU a look"
     );
     tokio::spawn(cpis::serve(listener, app.clone(), std::future::pending()));
     // The demo's LAs have no webhook, so their systems read their feeds:
@@ -520,16 +555,19 @@ async fn bench<S: Store + 'static>(
         format!("{url}/fhir/R4/CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C");
     let Runs {
         http: result,
+        cpu_us,
         over_http,
         fixed: (p50, p99, max, failed),
         at_fixed_rate,
     } = both_runs(&**app.store(), &target, &token, &numbers, seconds).await;
     println!("figure: {name}: http {:.0}", result.requests_per_second);
+    println!("figure: {name}: http-cpu-us {cpu_us:.1}");
     // The same two runs, now with children without a plan mixed in.
     let one_in = found_one_in();
     let mix = mixed(&numbers, one_in);
     let Runs {
         http: mixed_result,
+        cpu_us: mixed_cpu_us,
         over_http: mixed_over_http,
         fixed: mixed_fixed,
         at_fixed_rate: mixed_at_fixed_rate,
@@ -538,6 +576,7 @@ async fn bench<S: Store + 'static>(
         "figure: {name}: http-mix {:.0}",
         mixed_result.requests_per_second
     );
+    println!("figure: {name}: http-mix-cpu-us {mixed_cpu_us:.1}");
     feed_reader.abort();
     let signed = app
         .store()
@@ -550,7 +589,7 @@ async fn bench<S: Store + 'static>(
         "{name}: at a fixed 5,000 queries/s for {seconds} s (open loop, from when each was due): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed}{at_fixed_rate}"
     );
     println!(
-        "{name} ({} plans, {} children, {} connections): CareTeam with a bearer token and a durable access record: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); ratio to the fixed body: {:.2}{over_http}",
+        "{name} ({} plans, {} children, {} connections): CareTeam with a bearer token and a durable access record: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms; {cpu_us:.1} us of this process's CPU a look); ratio to the fixed body: {:.2}{over_http}",
         loaded.plans_loaded,
         numbers.len(),
         connections(),
@@ -561,7 +600,7 @@ async fn bench<S: Store + 'static>(
     );
     let (p50, p99, max, failed) = mixed_fixed;
     println!(
-        "{name}, one look in {one_in} finding a plan ({} children): {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); ratio to the fixed body: {:.2}{mixed_over_http}; at a fixed 5,000 queries/s for {seconds} s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed}{mixed_at_fixed_rate}",
+        "{name}, one look in {one_in} finding a plan ({} children): {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms; {mixed_cpu_us:.1} us of this process's CPU a look); ratio to the fixed body: {:.2}{mixed_over_http}; at a fixed 5,000 queries/s for {seconds} s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed}{mixed_at_fixed_rate}",
         mix.len(),
         mixed_result.requests_per_second,
         mixed_result.p50_ms,
