@@ -23,6 +23,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_outbox_by_la.sql")),
     (10, include_str!("../migrations/0010_attendance_index.sql")),
     (11, include_str!("../migrations/0011_latest_by_feed.sql")),
+    (
+        12,
+        include_str!("../migrations/0012_feed_index_in_bulk.sql"),
+    ),
 ];
 
 pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {

@@ -179,6 +179,26 @@ fn in_snapshot<T>(
     Ok(value)
 }
 
+/// One statement's part of an LA's feed, each item with its number: `sql`
+/// takes the LA, the number to read after and the limit as `?1` to `?3`,
+/// and reads `id, la_code, kind, payload, created_at, attempts, feed_seq`.
+fn feed_page(
+    conn: &Connection,
+    sql: &str,
+    la: LaCode,
+    after: i64,
+    limit: i64,
+) -> StoreResult<Vec<(u64, OutboxItem)>> {
+    let mut select = conn.prepare_cached(sql).db()?;
+    let rows = select
+        .query_map(params![la.as_str(), after, limit], |row| {
+            let seq: i64 = row.get(6)?;
+            Ok(rows::outbox(row)?.map(|item| (u64::try_from(seq).unwrap_or(0), item)))
+        })
+        .db()?;
+    rows.map(|row| row.db().and_then(|item| item)).collect()
+}
+
 /// Opens a connection with the settings every connection gets ([`tune`]).
 fn open_tuned(path: &Path) -> StoreResult<Connection> {
     let mut conn = Connection::open(path).map_err(|error| {
@@ -883,22 +903,36 @@ impl Store for SqliteStore {
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<(u64, OutboxItem)>> {
+        // The indexed items first, then, if the page is not full, the
+        // newest, which are in feed order after every indexed one.
         self.read(|conn| {
-            let mut select = conn
-                .prepare_cached(
-                    "SELECT id, la_code, kind, payload, created_at, attempts, feed_seq FROM outbox
-                     WHERE la_code = ?1 AND feed_seq > ?2 ORDER BY feed_seq LIMIT ?3",
-                )
-                .db()?;
-            let after = i64::try_from(after).unwrap_or(i64::MAX);
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = select
-                .query_map(params![la.as_str(), after, limit], |row| {
-                    let seq: i64 = row.get(6)?;
-                    Ok(rows::outbox(row)?.map(|item| (u64::try_from(seq).unwrap_or(0), item)))
-                })
-                .db()?;
-            rows.map(|row| row.db().and_then(|item| item)).collect()
+            in_snapshot(conn, |conn| {
+                let after = i64::try_from(after).unwrap_or(i64::MAX);
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let mut page = feed_page(
+                    conn,
+                    "SELECT o.id, o.la_code, o.kind, o.payload, o.created_at, o.attempts, o.feed_seq
+                     FROM outbox_feed_by_la f JOIN outbox o ON o.feed_seq = f.feed_seq
+                     WHERE f.la_code = ?1 AND f.feed_seq > ?2 ORDER BY f.feed_seq LIMIT ?3",
+                    la,
+                    after,
+                    limit,
+                )?;
+                let left = limit - page.len() as i64;
+                if left > 0 {
+                    let indexed = rows::feed_indexed(conn)?;
+                    page.extend(feed_page(
+                        conn,
+                        "SELECT id, la_code, kind, payload, created_at, attempts, feed_seq
+                         FROM outbox WHERE feed_seq > ?2 AND la_code = ?1
+                         ORDER BY feed_seq LIMIT ?3",
+                        la,
+                        after.max(indexed),
+                        left,
+                    )?);
+                }
+                Ok(page)
+            })
         })
     }
 
@@ -908,22 +942,43 @@ impl Store for SqliteStore {
         kind: Option<OutboxKind>,
         limit: usize,
     ) -> StoreResult<Vec<OutboxItem>> {
+        // Newest first: the items not yet indexed, then the indexed ones.
         self.read(|conn| {
-            let mut select = conn
-                .prepare_cached(
-                    "SELECT id, la_code, kind, payload, created_at, attempts FROM outbox
-                     WHERE la_code = ?1 AND (?2 IS NULL OR kind = ?2)
-                     ORDER BY feed_seq DESC LIMIT ?3",
-                )
-                .db()?;
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = select
-                .query_map(
-                    params![la.as_str(), kind.map(OutboxKind::code), limit],
-                    rows::outbox,
-                )
-                .db()?;
-            rows.map(|row| row.db().and_then(|item| item)).collect()
+            in_snapshot(conn, |conn| {
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let kind = kind.map(OutboxKind::code);
+                let indexed = rows::feed_indexed(conn)?;
+                let mut select = conn
+                    .prepare_cached(
+                        "SELECT id, la_code, kind, payload, created_at, attempts FROM outbox
+                         WHERE feed_seq > ?4 AND la_code = ?1 AND (?2 IS NULL OR kind = ?2)
+                         ORDER BY feed_seq DESC LIMIT ?3",
+                    )
+                    .db()?;
+                let mut newest = select
+                    .query_map(params![la.as_str(), kind, limit, indexed], rows::outbox)
+                    .db()?
+                    .map(|row| row.db().and_then(|item| item))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let left = limit - newest.len() as i64;
+                if left > 0 {
+                    let mut select = conn
+                        .prepare_cached(
+                            "SELECT o.id, o.la_code, o.kind, o.payload, o.created_at, o.attempts
+                             FROM outbox_feed_by_la f JOIN outbox o ON o.feed_seq = f.feed_seq
+                             WHERE f.la_code = ?1 AND (?2 IS NULL OR o.kind = ?2)
+                             ORDER BY f.feed_seq DESC LIMIT ?3",
+                        )
+                        .db()?;
+                    let rows = select
+                        .query_map(params![la.as_str(), kind, left], rows::outbox)
+                        .db()?;
+                    for row in rows {
+                        newest.push(row.db().and_then(|item| item)?);
+                    }
+                }
+                Ok(newest)
+            })
         })
     }
 
@@ -967,10 +1022,11 @@ impl Store for SqliteStore {
                 .db()?
                 .execute([la.as_str()])
                 .db()?;
-            conn.prepare_cached(
-                "UPDATE outbox SET push = 0
-                 WHERE la_code = ?1 AND push = 1 AND delivered_at IS NULL",
-            )
+            conn.prepare_cached(&format!(
+                "UPDATE outbox SET push = 0 WHERE feed_seq IN
+                     (SELECT feed_seq FROM {} WHERE push = 1 AND delivered_at IS NULL)",
+                rows::LA_ITEMS
+            ))
             .db()?
             .execute([la.as_str()])
             .db()?;
@@ -1066,22 +1122,24 @@ impl Store for SqliteStore {
     async fn delivery_counts(&self, la: LaCode) -> StoreResult<DeliveryCounts> {
         self.read(|conn| {
             let (pending, delivered, failed): (i64, i64, i64) = conn
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT
                          count(*) FILTER (WHERE push = 1 AND delivered_at IS NULL AND failed_at IS NULL),
                          count(*) FILTER (WHERE delivered_at IS NOT NULL),
                          count(*) FILTER (WHERE failed_at IS NOT NULL)
-                     FROM outbox WHERE la_code = ?1",
-                )
+                     FROM {}",
+                    rows::LA_ITEMS
+                ))
                 .db()?
                 .query_row([la.as_str()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
                 .db()?;
             let last_error: Option<String> = conn
-                .prepare_cached(
-                    "SELECT last_error FROM outbox
-                     WHERE la_code = ?1 AND delivered_at IS NULL AND last_error IS NOT NULL
+                .prepare_cached(&format!(
+                    "SELECT last_error FROM {}
+                     WHERE delivered_at IS NULL AND last_error IS NOT NULL
                      ORDER BY available_at DESC LIMIT 1",
-                )
+                    rows::LA_ITEMS
+                ))
                 .db()?
                 .query_row([la.as_str()], |row| row.get(0))
                 .optional()
@@ -1100,6 +1158,13 @@ impl Store for SqliteStore {
         // An alert's window (up to 365 days) may outlast the feed's retention.
         let alerts_before = before - time::Duration::days(366);
         write(&self.jobs, move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM outbox_feed_by_la WHERE (la_code, feed_seq) IN
+                     (SELECT la_code, feed_seq FROM outbox WHERE created_at < ?1)",
+            )
+            .db()?
+            .execute([micros(before)])
+            .db()?;
             let removed = conn
                 .prepare_cached("DELETE FROM outbox WHERE created_at < ?1")
                 .db()?

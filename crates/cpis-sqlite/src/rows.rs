@@ -423,32 +423,84 @@ pub(crate) fn insert_outbox(
     payload_json: &str,
 ) -> StoreResult<bool> {
     let created_at = micros(item.created_at);
-    conn.prepare_cached("UPDATE outbox_counter SET last = last + 1 WHERE id = 1")
+    let (number, indexed): (i64, i64) = conn
+        .prepare_cached(
+            "UPDATE outbox_counter SET last = last + 1 WHERE id = 1 RETURNING last, indexed",
+        )
         .db()?
-        .execute([])
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
         .db()?;
+    let push = conn
+        .prepare_cached(
+            "INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts,
+                 push, feed_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6,
+                 EXISTS (SELECT 1 FROM la_webhook WHERE la_code = ?2), ?7)
+             RETURNING push",
+        )
+        .db()?
+        .query_row(
+            params![
+                item.id.to_string(),
+                item.la.as_str(),
+                item.kind.code(),
+                payload_json,
+                created_at,
+                item.attempts,
+                number,
+            ],
+            |row| row.get(0),
+        )
+        .db()?;
+    if number - indexed >= FEED_INDEX_EVERY {
+        index_feed(conn, indexed, number)?;
+    }
+    Ok(push)
+}
+
+/// How many items gather past `outbox_counter.indexed` before they are put
+/// into `outbox_feed_by_la` together (migration 0012): a feed read scans at
+/// most this many items beyond the index, and each bulk copy touches each
+/// LA's last page of the index once for about seven of its items.
+pub(crate) const FEED_INDEX_EVERY: i64 = 1_024;
+
+/// Puts the items numbered `(indexed, upto]` into `outbox_feed_by_la`,
+/// sorted by LA so that each LA's entries go to its page together.
+fn index_feed(conn: &Connection, indexed: i64, upto: i64) -> StoreResult<()> {
     conn.prepare_cached(
-        "INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts,
-             push, feed_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6,
-             EXISTS (SELECT 1 FROM la_webhook WHERE la_code = ?2),
-             (SELECT last FROM outbox_counter WHERE id = 1))
-         RETURNING push",
+        "INSERT INTO outbox_feed_by_la (la_code, feed_seq)
+         SELECT la_code, feed_seq FROM outbox WHERE feed_seq > ?1 AND feed_seq <= ?2
+         ORDER BY la_code, feed_seq",
     )
     .db()?
-    .query_row(
-        params![
-            item.id.to_string(),
-            item.la.as_str(),
-            item.kind.code(),
-            payload_json,
-            created_at,
-            item.attempts,
-        ],
-        |row| row.get(0),
-    )
-    .db()
+    .execute([indexed, upto])
+    .db()?;
+    conn.prepare_cached("UPDATE outbox_counter SET indexed = ?1 WHERE id = 1")
+        .db()?
+        .execute([upto])
+        .db()?;
+    Ok(())
 }
+
+/// The number up to which every item is in `outbox_feed_by_la`.
+pub(crate) fn feed_indexed(conn: &Connection) -> StoreResult<i64> {
+    conn.prepare_cached("SELECT indexed FROM outbox_counter WHERE id = 1")
+        .db()?
+        .query_row([], |row| row.get(0))
+        .db()
+}
+
+/// An LA's items, as `SELECT {columns} FROM {LA_ITEMS}`: those already in
+/// `outbox_feed_by_la`, and those numbered after it was last filled, found
+/// among the newest items (at most [`FEED_INDEX_EVERY`]) by number. Each of
+/// its uses reads it in one statement, so from one snapshot.
+pub(crate) const LA_ITEMS: &str = "(
+        SELECT o.* FROM outbox_feed_by_la f JOIN outbox o ON o.feed_seq = f.feed_seq
+        WHERE f.la_code = ?1
+        UNION ALL
+        SELECT * FROM outbox
+        WHERE feed_seq > (SELECT indexed FROM outbox_counter WHERE id = 1) AND la_code = ?1
+    )";
 
 /// Reads `id, la_code, kind, payload, created_at, attempts`.
 pub(crate) fn outbox(row: &Row<'_>) -> rusqlite::Result<StoreResult<OutboxItem>> {
