@@ -970,12 +970,12 @@ impl Store for SqliteStore {
                              ORDER BY f.feed_seq DESC LIMIT ?3",
                         )
                         .db()?;
-                    let rows = select
+                    let older = select
                         .query_map(params![la.as_str(), kind, left], rows::outbox)
-                        .db()?;
-                    for row in rows {
-                        newest.push(row.db().and_then(|item| item)?);
-                    }
+                        .db()?
+                        .map(|row| row.db().and_then(|item| item))
+                        .collect::<StoreResult<Vec<_>>>()?;
+                    newest.extend(older);
                 }
                 Ok(newest)
             })

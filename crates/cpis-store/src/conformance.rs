@@ -843,6 +843,18 @@ pub async fn a_long_feed_reads_whole_and_in_order_from_any_cursor<S: Store>(stor
         let store = store.clone();
         async move { store.notifications(camden, after, limit).await.unwrap() }
     };
+    // Every item after `cursor`, a page of `size` at a time.
+    let in_pages = |mut cursor: u64, size: usize| async move {
+        let mut read = Vec::new();
+        loop {
+            let page = feed(cursor, size).await;
+            assert!(page.len() <= size);
+            let Some((last, _)) = page.last() else { break };
+            cursor = *last;
+            read.extend(page);
+        }
+        read
+    };
     let whole = feed(0, 10_000).await;
     assert_eq!(whole.len(), 867, "every third item is Camden's");
     assert!(whole.windows(2).all(|pair| pair[0].0 < pair[1].0));
@@ -853,16 +865,12 @@ pub async fn a_long_feed_reads_whole_and_in_order_from_any_cursor<S: Store>(stor
     assert!(whole.iter().all(|(_, item)| item.la == camden));
     // Pages of any size, from any cursor, give the same items.
     for (start, size) in [(0, 97), (300, 1), (500, 250), (866, 10)] {
-        let mut cursor = if start == 0 { 0 } else { whole[start - 1].0 };
-        let mut read = Vec::new();
-        loop {
-            let page = feed(cursor, size).await;
-            assert!(page.len() <= size);
-            let Some((last, _)) = page.last() else { break };
-            cursor = *last;
-            read.extend(page);
-        }
-        assert_eq!(read, whole[start..], "from item {start} in pages of {size}");
+        let cursor = if start == 0 { 0 } else { whole[start - 1].0 };
+        assert_eq!(
+            in_pages(cursor, size).await,
+            whole[start..],
+            "from item {start} in pages of {size}"
+        );
     }
     let newest: Vec<OutboxItem> = whole
         .iter()
@@ -898,15 +906,7 @@ pub async fn a_long_feed_reads_whole_and_in_order_from_any_cursor<S: Store>(stor
         .cloned()
         .collect();
     assert_eq!(feed(0, 10_000).await, kept);
-    let mut cursor = 0;
-    let mut read = Vec::new();
-    loop {
-        let page = feed(cursor, 60).await;
-        let Some((last, _)) = page.last() else { break };
-        cursor = *last;
-        read.extend(page);
-    }
-    assert_eq!(read, kept);
+    assert_eq!(in_pages(0, 60).await, kept);
 }
 
 pub async fn only_items_of_an_la_with_a_webhook_are_pushed<S: Store>(store: Arc<S>) {

@@ -351,8 +351,8 @@ async fn run(seconds: u64) {
 /// This process's CPU time so far, all its threads: the server's runtime
 /// and the embedded store's writer, syncer and checkpointer, but not wrk or
 /// the fixed-rate client (processes of their own), nor PostgreSQL's server.
-/// Per look, it is steadier than a throughput on a shared machine, since
-/// it does not count the time another tenant had the cores.
+/// Per look, it leaves out the time another tenant had the cores, though a
+/// busy machine still makes each look's CPU time longer (BENCHMARKS.md).
 fn process_cpu() -> std::time::Duration {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     std::time::Duration::new(
