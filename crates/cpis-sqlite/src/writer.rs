@@ -41,9 +41,19 @@ use rusqlite::Connection;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-/// How many jobs one transaction takes at most, so that one commit never
-/// waits on an unbounded queue.
-const MAX_GROUP: usize = 512;
+/// How many jobs one transaction takes at most. Past it the writer commits,
+/// even while the syncer is busy (the syncer then makes both groups durable
+/// with one flush), so that the first callers of a long queue hear back
+/// while the writer runs the rest. At 512, a backlog of a few hundred looks
+/// kept the writer busy for several milliseconds with every caller waiting
+/// on it and the runtime's workers idle, and then sent them all back at
+/// once (seen with `perf record -e sched:sched_switch`): the two stages
+/// took turns instead of overlapping. At 128 the query benchmark's looks
+/// without HTTP went from 30,088-32,621/s to 34,683-40,058/s, and the
+/// machine's idle share over HTTP from 8% to 4-6% (interleaved rounds,
+/// 2026-12-07, BENCHMARKS.md); 32 and 64 cost more CPU a look in their
+/// extra commits.
+const MAX_GROUP: usize = 128;
 
 /// The shortest time between two commits. Every commit rewrites the pages
 /// all looks share (the ends of the access log, the outbox, the log and
