@@ -51,8 +51,8 @@ use tokio::sync::{mpsc, oneshot};
 /// took turns instead of overlapping. At 128 the query benchmark's looks
 /// without HTTP went from 30,088-32,621/s to 34,683-40,058/s, and the
 /// machine's idle share over HTTP from 8% to 4-6% (interleaved rounds,
-/// 2026-12-07, BENCHMARKS.md); 32 and 64 cost more CPU a look in their
-/// extra commits.
+/// 2026-12-07, BENCHMARKS.md). 32 and 64 were no faster, and each extra
+/// commit rewrites the pages all looks share.
 const MAX_GROUP: usize = 128;
 
 /// The shortest time between two commits. Every commit rewrites the pages
