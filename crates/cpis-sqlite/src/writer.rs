@@ -506,6 +506,43 @@ mod tests {
         (Box::new(job), answer)
     }
 
+    /// A writer thread over a fresh database with a table `t`, its queue
+    /// (`depth` jobs deep) and what it hands to the syncer, which no thread
+    /// serves: a test plays the syncer.
+    struct Writer {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        jobs: JobSender,
+        to_sync: std::sync::mpsc::Receiver<Vec<Box<dyn Job>>>,
+        handoff: std::sync::Arc<Handoff>,
+        writer: std::thread::JoinHandle<()>,
+    }
+
+    impl Writer {
+        fn start(depth: usize) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("writer.db");
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER NOT NULL);")
+                .unwrap();
+            let (jobs, queue) = mpsc::channel(depth);
+            let (committed, to_sync) = std::sync::mpsc::channel();
+            let handoff = std::sync::Arc::new(Handoff::default());
+            let writer = std::thread::spawn({
+                let handoff = handoff.clone();
+                move || run_writer(conn, queue, &committed, &handoff, &AtomicBool::new(false))
+            });
+            Writer {
+                _dir: dir,
+                path,
+                jobs,
+                to_sync,
+                handoff,
+                writer,
+            }
+        }
+    }
+
     /// What another connection sees committed in `t`.
     fn committed_rows(path: &Path) -> Vec<i64> {
         let conn = Connection::open(path).unwrap();
@@ -523,18 +560,14 @@ mod tests {
     /// rolled back alone, and what ran with it is committed at once.
     #[test]
     fn jobs_arriving_during_a_sync_are_committed_together_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("writer.db");
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER NOT NULL);")
-            .unwrap();
-        let (jobs, queue) = mpsc::channel(16);
-        let (committed, to_sync) = std::sync::mpsc::channel();
-        let handoff = std::sync::Arc::new(Handoff::default());
-        let writer = std::thread::spawn({
-            let handoff = handoff.clone();
-            move || run_writer(conn, queue, &committed, &handoff, &AtomicBool::new(false))
-        });
+        let Writer {
+            _dir,
+            path,
+            jobs,
+            to_sync,
+            handoff,
+            writer,
+        } = Writer::start(16);
         let send = |(job, answer): (Box<dyn Job>, oneshot::Receiver<StoreResult<()>>)| {
             jobs.blocking_send(ToWriter::Job(job)).unwrap();
             answer
@@ -580,6 +613,50 @@ mod tests {
 
         drop(jobs);
         writer.join().unwrap();
+    }
+
+    /// A backlog is not run whole before its first callers hear back: once
+    /// `MAX_GROUP` jobs are open the writer commits them, though the syncer
+    /// is still busy, and the rest wait for the syncer as any group does.
+    #[test]
+    fn a_full_group_is_committed_while_the_syncer_is_busy() {
+        let w = Writer::start(MAX_GROUP + 8);
+        let wait = std::time::Duration::from_secs(10);
+
+        // The first job's group goes to the syncer, which stays busy.
+        let (job, _answer) = insert(0);
+        w.jobs.blocking_send(ToWriter::Job(job)).unwrap();
+        assert_eq!(w.to_sync.recv_timeout(wait).unwrap().len(), 1);
+
+        let backlog = MAX_GROUP + 3;
+        for n in 1..=backlog {
+            let (job, _answer) = insert(i64::try_from(n).unwrap());
+            w.jobs.blocking_send(ToWriter::Job(job)).unwrap();
+        }
+        let full = w.to_sync.recv_timeout(wait).unwrap();
+        assert_eq!(
+            full.len(),
+            MAX_GROUP,
+            "a full group does not wait for the syncer"
+        );
+        assert!(
+            w.to_sync
+                .recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "the rest wait for the syncer"
+        );
+        assert_eq!(committed_rows(&w.path).len(), 1 + MAX_GROUP);
+
+        w.handoff.in_syncer.store(0, Ordering::Release);
+        w.jobs.blocking_send(ToWriter::SyncerIdle).unwrap();
+        assert_eq!(
+            w.to_sync.recv_timeout(wait).unwrap().len(),
+            backlog - MAX_GROUP
+        );
+        assert_eq!(committed_rows(&w.path).len(), 1 + backlog);
+
+        drop(w.jobs);
+        w.writer.join().unwrap();
     }
 
     /// A job whose caller cannot be told: it makes the syncer panic.
