@@ -6,10 +6,10 @@
 //! written, the answer is "unavailable" and shows nothing (fail closed).
 
 use cpis_domain::{
-    AccessRecord, Attendance, LocalAuthority, NhsNumber, OrganisationRef, Permission, Plan,
-    Principal, access_history, attend, repeat_attendance_of,
+    AccessRecord, LocalAuthority, NhsNumber, OrganisationRef, Permission, Plan, Principal,
+    access_history,
 };
-use cpis_store::{RepeatAlert, Store};
+use cpis_store::{RepeatCheck, Store};
 use time::Date;
 use uuid::Uuid;
 
@@ -78,10 +78,15 @@ impl<S: Store> Cpis<S> {
             .access_record(principal, nhs_number, unscheduled, request_id)
             .await?;
         let today = self.clock.today();
-        // Only an unscheduled look is checked for repeat attendance.
+        // Only an unscheduled look is checked for repeat attendance; a store
+        // that counts attendances as it writes the look needs no read here.
         let reads = self
             .store
-            .reads_for_look(nhs_number, record.at, unscheduled)
+            .reads_for_look(
+                nhs_number,
+                record.at,
+                unscheduled && !S::COUNTS_ATTENDANCES_IN_WRITE,
+            )
             .await?;
         let plans: Vec<(Plan, LocalAuthority)> = reads
             .plans
@@ -98,22 +103,27 @@ impl<S: Store> Cpis<S> {
                 owners.push(la);
             }
         }
-        let (outbox, alerts) = if unscheduled && !owners.is_empty() {
+        let (outbox, repeat) = if unscheduled && !owners.is_empty() {
             let outbox = owners
                 .iter()
                 .map(|la| notify::access_item(la.code, &record))
                 .collect();
-            (
-                outbox,
-                self.repeat_alerts(&record, &owners, reads.windows).await?,
-            )
+            let repeat = RepeatCheck {
+                owners: owners
+                    .iter()
+                    .map(|la| (la.code, la.repeat_attendance))
+                    .collect(),
+                read: reads.windows,
+                wording: notify::repeat_item,
+            };
+            (outbox, Some(repeat))
         } else {
-            (Vec::new(), Vec::new())
+            (Vec::new(), None)
         };
         let access_id = record.id;
         let recorded = self
             .store
-            .record_access(record, outbox, alerts)
+            .record_access(record, outbox, repeat)
             .await
             .map_err(|error| {
                 tracing::error!(%error, "an access could not be recorded; nothing was shown");
@@ -157,7 +167,7 @@ impl<S: Store> Cpis<S> {
             .recent_unscheduled_accesses(nhs_number, HISTORY_WINDOW)
             .await?;
         self.store
-            .record_access(record, Vec::new(), Vec::new())
+            .record_access(record, Vec::new(), None)
             .await
             .map_err(|error| {
                 tracing::error!(%error, "a history read could not be recorded; nothing was shown");
@@ -166,58 +176,6 @@ impl<S: Store> Cpis<S> {
                 )
             })?;
         Ok(access_history(&recent).into_iter().cloned().collect())
-    }
-
-    /// The repeat-attendance alerts this look raises: for each owning LA
-    /// whose rule the child's recent unscheduled looks (this one included)
-    /// now meet. The store writes each only if the LA's window allows.
-    ///
-    /// Looks committing at the same moment as this one are not seen here,
-    /// so two simultaneous looks that together reach the count alert at the
-    /// next look rather than at once. The store answers with one row per
-    /// organisation, however often the child has been looked at.
-    /// `windows` are the attendances already read with the plans.
-    async fn repeat_alerts(
-        &self,
-        record: &AccessRecord,
-        owners: &[&LocalAuthority],
-        windows: Vec<(time::Duration, Vec<Attendance>)>,
-    ) -> Result<Vec<RepeatAlert>, CoreError> {
-        let mut alerts = Vec::new();
-        // Owners nearly always share a rule: one read for each window.
-        let mut read: Vec<(time::Duration, Vec<Attendance>)> = windows
-            .into_iter()
-            .map(|(window, mut seen)| {
-                // The look being recorded is not in the store yet.
-                attend(&mut seen, record);
-                (window, seen)
-            })
-            .collect();
-        for la in owners {
-            let rule = la.repeat_attendance;
-            let window = rule.window();
-            let seen = match read.iter().find(|(known, _)| *known == window) {
-                Some((_, seen)) => seen.clone(),
-                None => {
-                    let mut seen = self
-                        .store
-                        .attendances(record.nhs_number, record.at - window, record.at)
-                        .await?;
-                    // The look being recorded is not in the store yet.
-                    attend(&mut seen, record);
-                    read.push((window, seen.clone()));
-                    seen
-                }
-            };
-            if let Some(attendances) = repeat_attendance_of(seen, rule) {
-                alerts.push(RepeatAlert {
-                    item: notify::repeat_item(la.code, record, rule, &attendances),
-                    nhs_number: record.nhs_number,
-                    not_since: record.at - window,
-                });
-            }
-        }
-        Ok(alerts)
     }
 
     async fn access_record(

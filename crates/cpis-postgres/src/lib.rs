@@ -26,7 +26,7 @@ use cpis_store::merkle::{self, Hash};
 use cpis_store::{AccessFilter, AccessQuery, OutboxKind};
 use cpis_store::{
     AppliedPlans, DeliveryCounts, FailedItem, LaClient, LookReads, OutboxClaim, OutboxItem,
-    PlanBatch, PlanPage, Recorded, RepeatAlert, Store, StoreCounts, StoreError, StoreResult,
+    PlanBatch, PlanPage, Recorded, RepeatCheck, Store, StoreCounts, StoreError, StoreResult,
     UploadRecord, Webhook,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -454,8 +454,14 @@ impl Store for PgStore {
         &self,
         record: AccessRecord,
         outbox: Vec<OutboxItem>,
-        alerts: Vec<RepeatAlert>,
+        repeat: Option<RepeatCheck>,
     ) -> StoreResult<Recorded> {
+        // Judged from the attendances read with the plans, off the serial
+        // write path; the window is still taken inside the transaction.
+        let alerts = match repeat {
+            Some(check) => cpis_store::alerts_before_write(self, &record, check).await?,
+            None => Vec::new(),
+        };
         // Only the log-overhead benchmark leaves the leaf out.
         let leaf = (!cfg!(feature = "bench-without-log")).then(|| log::access_leaf_hash(&record));
         self.look_writes

@@ -42,7 +42,7 @@ async fn concurrent_looks_share_statements_and_all_land_and_are_read() {
                     attempts: 0,
                 };
                 store
-                    .record_access(test_access(child, at, true), vec![item], vec![])
+                    .record_access(test_access(child, at, true), vec![item], None)
                     .await
                     .unwrap();
                 child

@@ -27,7 +27,7 @@ use cpis_store::merkle::{self, Hash};
 use cpis_store::{AccessFilter, AccessQuery, OutboxKind};
 use cpis_store::{
     AppliedPlans, DeliveryCounts, FailedItem, LaClient, LookReads, OutboxClaim, OutboxItem,
-    PlanBatch, PlanPage, Recorded, RepeatAlert, Store, StoreCounts, StoreError, StoreResult,
+    PlanBatch, PlanPage, Recorded, RepeatCheck, Store, StoreCounts, StoreError, StoreResult,
     UploadRecord, Webhook,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -317,6 +317,8 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    const COUNTS_ATTENDANCES_IN_WRITE: bool = true;
+
     async fn check_ready(&self) -> StoreResult<()> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).db())?;
         write(&self.jobs, |_| Ok(())).await
@@ -561,7 +563,7 @@ impl Store for SqliteStore {
         &self,
         record: AccessRecord,
         outbox: Vec<OutboxItem>,
-        alerts: Vec<RepeatAlert>,
+        repeat: Option<RepeatCheck>,
     ) -> StoreResult<Recorded> {
         // Hashed and serialised here, off the writer thread that every write
         // waits for.
@@ -575,13 +577,10 @@ impl Store for SqliteStore {
                 (item, payload)
             })
             .collect();
-        let alerts: Vec<(RepeatAlert, String)> = alerts
-            .into_iter()
-            .map(|alert| {
-                let payload = alert.item.payload.to_string();
-                (alert, payload)
-            })
-            .collect();
+        // Counted in the writer, after the look's own insert: the pages are
+        // the ones it has just written, no read transaction is opened for
+        // it, and the looks committed in the same group are seen.
+        let repeat = repeat.map(|check| (check.owners, check.wording));
         write(&self.jobs, move |conn| {
             rows::insert_access(conn, &record, &returned)?;
             #[cfg(not(feature = "bench-without-log"))]
@@ -590,7 +589,10 @@ impl Store for SqliteStore {
             for (item, payload) in &outbox {
                 recorded.pushed |= rows::insert_outbox(conn, item, payload)?;
             }
-            for (alert, payload) in &alerts {
+            let Some((owners, wording)) = &repeat else {
+                return Ok(recorded);
+            };
+            for alert in rows::repeat_alerts(conn, &record, owners, *wording)? {
                 // Takes the window only if the last alert is old enough;
                 // otherwise changes nothing, and no item is written.
                 let took = conn
@@ -608,7 +610,8 @@ impl Store for SqliteStore {
                     ])
                     .db()?;
                 if took > 0 {
-                    recorded.pushed |= rows::insert_outbox(conn, &alert.item, payload)?;
+                    let payload = alert.item.payload.to_string();
+                    recorded.pushed |= rows::insert_outbox(conn, &alert.item, &payload)?;
                     recorded.alerts += 1;
                 }
             }

@@ -26,6 +26,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/0012_feed_index_in_bulk.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/0013_attendance_by_organisation.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {

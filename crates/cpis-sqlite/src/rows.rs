@@ -10,8 +10,8 @@ use cpis_domain::{
 use cpis_store::log::{Checkpoint, LogKind, ReportRecord, RetentionRecord};
 use cpis_store::merkle::Hash;
 use cpis_store::{
-    AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, StoreError, StoreResult,
-    UploadRecord, Webhook,
+    AlertWording, AppliedPlans, LaClient, OutboxItem, OutboxKind, PlanBatch, RepeatAlert,
+    StoreError, StoreResult, UploadRecord, Webhook,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use time::{Date, OffsetDateTime};
@@ -686,6 +686,101 @@ pub(crate) fn all_plans(conn: &Connection) -> StoreResult<Vec<Plan>> {
     rows.map(|row| row.db().and_then(|plan| plan)).collect()
 }
 
+const ORGANISATIONS_SEEN: &str = "WITH RECURSIVE seen(code) AS (
+         SELECT (SELECT organisation_code FROM access_log
+                 WHERE nhs_number = ?1 AND unscheduled = 1
+                 ORDER BY organisation_code LIMIT 1)
+         UNION ALL
+         SELECT (SELECT organisation_code FROM access_log
+                 WHERE nhs_number = ?1 AND unscheduled = 1 AND organisation_code > seen.code
+                 ORDER BY organisation_code LIMIT 1)
+         FROM seen WHERE seen.code IS NOT NULL)
+     SELECT count(*) FROM seen
+     WHERE (SELECT max(at) FROM access_log
+            WHERE nhs_number = ?1 AND unscheduled = 1
+              AND organisation_code = seen.code AND at <= ?3) > ?2";
+
+/// How many organisations looked at a child (unscheduled) in `(since,
+/// until]`: a seek to each organisation that ever did, and one to its last
+/// look, so a child looked at often costs no more than one looked at once.
+pub(crate) fn organisations_seen(
+    conn: &Connection,
+    nhs_number: NhsNumber,
+    since: OffsetDateTime,
+    until: OffsetDateTime,
+) -> StoreResult<u32> {
+    let seen: i64 = conn
+        .prepare_cached(ORGANISATIONS_SEEN)
+        .db()?
+        .query_row(
+            params![nhs(nhs_number), micros(since), micros(until)],
+            |row| row.get(0),
+        )
+        .db()?;
+    Ok(u32::try_from(seen).unwrap_or(u32::MAX))
+}
+
+/// The repeat-attendance alerts `owners` are owed for `record`, a look
+/// already inserted in this transaction, so that it and the looks committed
+/// with it are counted. The full attendances, which cost a read of every
+/// look in the window, are read only for an LA whose rule is met and whose
+/// window is open: at most once per window.
+pub(crate) fn repeat_alerts(
+    conn: &Connection,
+    record: &AccessRecord,
+    owners: &[(LaCode, RepeatRule)],
+    wording: AlertWording,
+) -> StoreResult<Vec<RepeatAlert>> {
+    // Owners nearly always share a rule: one count, one read, per window.
+    let mut counted: Vec<(time::Duration, u32)> = Vec::new();
+    let mut read: Vec<(time::Duration, Vec<Attendance>)> = Vec::new();
+    let mut alerts = Vec::new();
+    for &(la, rule) in owners {
+        let window = rule.window();
+        let since = record.at - window;
+        let seen = match counted.iter().find(|(known, _)| *known == window) {
+            Some(&(_, seen)) => seen,
+            None => {
+                let seen = organisations_seen(conn, record.nhs_number, since, record.at)?;
+                counted.push((window, seen));
+                seen
+            }
+        };
+        if seen < rule.organisations || alerted_since(conn, la, record.nhs_number, since)? {
+            continue;
+        }
+        let attendances = match read.iter().find(|(known, _)| *known == window) {
+            Some((_, attendances)) => attendances.clone(),
+            None => {
+                let attendances = attendances_of(conn, record.nhs_number, since, record.at)?;
+                read.push((window, attendances.clone()));
+                attendances
+            }
+        };
+        alerts.extend(RepeatAlert::judged(la, rule, record, attendances, wording));
+    }
+    Ok(alerts)
+}
+
+/// Whether `la` was alerted about the child after `since`: its window taken.
+fn alerted_since(
+    conn: &Connection,
+    la: LaCode,
+    nhs_number: NhsNumber,
+    since: OffsetDateTime,
+) -> StoreResult<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM repeat_alert WHERE la_code = ?1 AND nhs_number = ?2 AND alerted_at > ?3",
+    )
+    .db()?
+    .query_row(params![la.as_str(), nhs(nhs_number), micros(since)], |_| {
+        Ok(())
+    })
+    .optional()
+    .db()
+    .map(|taken| taken.is_some())
+}
+
 /// A child's unscheduled looks in `(since, until]`, one row per
 /// organisation (`Store::attendances`).
 pub(crate) fn attendances_of(
@@ -733,4 +828,54 @@ pub(crate) fn attendances_of(
         })
     })
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cpis_store::conformance::{test_access, test_nhs_number};
+    use rusqlite::StatementStatus;
+    use time::Duration;
+    use time::macros::datetime;
+
+    const AT: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
+
+    fn look(conn: &Connection, organisation: &str, at: OffsetDateTime, unscheduled: bool) {
+        let record = AccessRecord {
+            id: Uuid::now_v7(),
+            organisation_code: OdsCode::parse(organisation).unwrap(),
+            ..test_access(test_nhs_number(1), at, unscheduled)
+        };
+        insert_access(conn, &record, "[]").unwrap();
+    }
+
+    /// The count runs in the writer for every look, so a child looked at
+    /// thousands of times must cost it a few seeks per organisation, not a
+    /// step per look.
+    #[test]
+    fn organisations_are_counted_without_reading_every_look() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::migrations::apply(&mut conn).unwrap();
+        let since = AT - Duration::days(30);
+        for i in 0..3_000 {
+            look(&conn, "ZZA01", AT - Duration::seconds(i), true);
+        }
+        look(&conn, "ZZB02", AT - Duration::days(29), true);
+        // Not counted: scheduled, only before the window, only after it.
+        look(&conn, "ZZC03", AT - Duration::days(1), false);
+        look(&conn, "ZZD04", since, true);
+        look(&conn, "ZZE05", AT + Duration::seconds(1), true);
+        let child = test_nhs_number(1);
+        assert_eq!(organisations_seen(&conn, child, since, AT).unwrap(), 2);
+        let steps = conn
+            .prepare_cached(ORGANISATIONS_SEEN)
+            .unwrap()
+            .get_status(StatementStatus::VmStep);
+        // About 70 steps an organisation; reading the looks would take thousands.
+        assert!(steps < 1_000, "{steps} steps for 3,004 looks");
+        assert_eq!(
+            organisations_seen(&conn, test_nhs_number(2), since, AT).unwrap(),
+            0
+        );
+    }
 }

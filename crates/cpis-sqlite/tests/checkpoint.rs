@@ -23,7 +23,7 @@ async fn writes_reach_the_database_file_without_the_writer_checkpointing() {
     let now = time::OffsetDateTime::now_utc();
     for i in 0..2_000 {
         store
-            .record_access(test_access(test_nhs_number(i), now, true), vec![], vec![])
+            .record_access(test_access(test_nhs_number(i), now, true), vec![], None)
             .await
             .unwrap();
     }
@@ -68,7 +68,7 @@ async fn the_wal_starts_again_under_unbroken_reads_and_writes() {
     let database = store.path().to_owned();
     let now = time::OffsetDateTime::now_utc();
     store
-        .record_access(test_access(test_nhs_number(0), now, true), vec![], vec![])
+        .record_access(test_access(test_nhs_number(0), now, true), vec![], None)
         .await
         .unwrap();
     let before = wal_restarts(&database);
@@ -92,7 +92,7 @@ async fn the_wal_starts_again_under_unbroken_reads_and_writes() {
     let mut i = 1;
     while started.elapsed() < Duration::from_secs(2) {
         store
-            .record_access(test_access(test_nhs_number(i), now, true), vec![], vec![])
+            .record_access(test_access(test_nhs_number(i), now, true), vec![], None)
             .await
             .unwrap();
         i += 1;

@@ -27,7 +27,7 @@ async fn the_wal_synced_is_the_one_sqlite_writes_even_through_a_link() {
         .record_access(
             test_access(child, time::OffsetDateTime::now_utc(), true),
             vec![],
-            vec![],
+            None,
         )
         .await
         .unwrap();

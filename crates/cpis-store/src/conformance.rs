@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::{
     AccessFilter, AccessQuery, DeliveryCounts, LaClient, LookReads, OutboxClaim, OutboxItem,
-    OutboxKind, PlanBatch, PlanPage, PlanSpoolWriter, Plans, Recorded, RepeatAlert, Snapshot,
+    OutboxKind, PlanBatch, PlanPage, PlanSpoolWriter, Plans, Recorded, RepeatCheck, Snapshot,
     Store, StoreError, UploadRecord, Webhook,
     log::{self, Checkpoint, LoggedRecord, ReportRecord},
     merkle,
@@ -586,10 +586,10 @@ pub async fn access_records_and_their_outbox_items_commit_together<S: Store>(sto
     second.returned = vec![*test_plan("E09000007", child, PlanType::ChildProtection, TODAY).key()];
     let other_child = test_access(test_nhs_number(401), AT + Duration::minutes(3), true);
     store
-        .record_access(first.clone(), vec![outbox_item("E09000007", AT)], vec![])
+        .record_access(first.clone(), vec![outbox_item("E09000007", AT)], None)
         .await
         .unwrap();
-    store.record_access(silent, vec![], vec![]).await.unwrap();
+    store.record_access(silent, vec![], None).await.unwrap();
     store
         .record_access(
             second.clone(),
@@ -597,12 +597,12 @@ pub async fn access_records_and_their_outbox_items_commit_together<S: Store>(sto
                 outbox_item("E09000007", AT + Duration::minutes(2)),
                 outbox_item("E10000016", AT + Duration::minutes(2)),
             ],
-            vec![],
+            None,
         )
         .await
         .unwrap();
     store
-        .record_access(other_child, vec![], vec![])
+        .record_access(other_child, vec![], None)
         .await
         .unwrap();
 
@@ -623,7 +623,7 @@ async fn committed_item<S: Store>(store: &S, n: u32) -> OutboxItem {
         .record_access(
             test_access(test_nhs_number(n), AT, true),
             vec![item.clone()],
-            vec![],
+            None,
         )
         .await
         .unwrap();
@@ -637,7 +637,7 @@ pub async fn a_failed_access_write_leaves_nothing<S: Store>(store: Arc<S>) {
     // record must not be kept without its notifications.
     let child = test_nhs_number(501);
     let refused = store
-        .record_access(test_access(child, AT, true), vec![item], vec![])
+        .record_access(test_access(child, AT, true), vec![item], None)
         .await;
     assert!(refused.is_err());
     assert!(
@@ -660,7 +660,7 @@ pub async fn outbox_items_are_claimed_by_one_node_at_a_time<S: Store>(store: Arc
         .record_access(
             test_access(test_nhs_number(600), AT, true),
             items.clone(),
-            vec![],
+            None,
         )
         .await
         .unwrap();
@@ -738,7 +738,7 @@ pub async fn the_feed_lists_an_las_items_in_commit_order_and_only_its_own<S: Sto
             .record_access(
                 test_access(test_nhs_number(800), AT + Duration::seconds(i), true),
                 vec![item.clone(), kents],
-                vec![],
+                None,
             )
             .await
             .unwrap();
@@ -772,7 +772,7 @@ pub async fn the_feed_lists_an_las_items_in_commit_order_and_only_its_own<S: Sto
         .record_access(
             test_access(test_nhs_number(801), AT, true),
             vec![late.clone()],
-            vec![],
+            None,
         )
         .await
         .unwrap();
@@ -831,7 +831,7 @@ pub async fn a_long_feed_reads_whole_and_in_order_from_any_cursor<S: Store>(stor
         let item = outbox_item(las[(i % 3) as usize], AT + Duration::seconds(i));
         let record = test_access(test_nhs_number(900 + (i % 50) as u32), AT, true);
         tasks.push(tokio::spawn(async move {
-            store.record_access(record, vec![item], vec![]).await
+            store.record_access(record, vec![item], None).await
         }));
         if tasks.len() == 64 || i == 2_599 {
             for task in tasks.drain(..) {
@@ -923,7 +923,7 @@ pub async fn only_items_of_an_la_with_a_webhook_are_pushed<S: Store>(store: Arc<
         .record_access(
             test_access(test_nhs_number(820), AT, true),
             vec![before],
-            vec![],
+            None,
         )
         .await
         .unwrap();
@@ -943,7 +943,7 @@ pub async fn only_items_of_an_la_with_a_webhook_are_pushed<S: Store>(store: Arc<
         .record_access(
             test_access(test_nhs_number(822), AT, true),
             vec![unpushed],
-            vec![],
+            None,
         )
         .await
         .unwrap();
@@ -955,7 +955,7 @@ pub async fn only_items_of_an_la_with_a_webhook_are_pushed<S: Store>(store: Arc<
         .record_access(
             test_access(test_nhs_number(821), AT, true),
             vec![after.clone(), outbox_item("E10000016", AT)],
-            vec![],
+            None,
         )
         .await
         .unwrap();
@@ -1011,7 +1011,7 @@ pub async fn attendances_group_a_childs_unscheduled_looks_by_organisation<S: Sto
         look("ZZE05", AT + Duration::seconds(1), true),
         test_access(test_nhs_number(911), AT, true),
     ] {
-        store.record_access(record, vec![], vec![]).await.unwrap();
+        store.record_access(record, vec![], None).await.unwrap();
     }
     let mut seen = store.attendances(child, since, AT).await.unwrap();
     seen.sort_by(|a, b| a.organisation_code.cmp(&b.organisation_code));
@@ -1045,66 +1045,125 @@ pub async fn attendances_group_a_childs_unscheduled_looks_by_organisation<S: Sto
     );
 }
 
+/// How the conformance tests word an alert: the organisations seen, in
+/// the order the store hands them over.
+fn test_wording(
+    la: LaCode,
+    record: &AccessRecord,
+    rule: RepeatRule,
+    seen: &[Attendance],
+) -> OutboxItem {
+    OutboxItem {
+        kind: OutboxKind::RepeatAttendance,
+        payload: serde_json::json!({
+            "rule": rule,
+            "organisations": seen
+                .iter()
+                .map(|a| (a.organisation_code.as_str(), a.looks))
+                .collect::<Vec<_>>(),
+        }),
+        ..outbox_item(la.as_str(), record.at)
+    }
+}
+
+/// A check of `owners`, each alerting at two organisations in 30 days.
+fn two_in_thirty_days(owners: &[&str]) -> Option<RepeatCheck> {
+    Some(RepeatCheck {
+        owners: owners
+            .iter()
+            .map(|la| (LaCode::parse(la).unwrap(), RepeatRule::new(2, 30).unwrap()))
+            .collect(),
+        read: Vec::new(),
+        wording: test_wording,
+    })
+}
+
+fn look_at(child: NhsNumber, organisation: &str, at: OffsetDateTime) -> AccessRecord {
+    AccessRecord {
+        organisation_code: OdsCode::parse(organisation).unwrap(),
+        organisation_name: format!("Setting {organisation}"),
+        ..test_access(child, at, true)
+    }
+}
+
+/// The store judges the rule on the child's looks, this one counted in,
+/// and writes an owed alert only once per window per LA and child.
 pub async fn repeat_alerts_are_written_once_per_window<S: Store>(store: Arc<S>) {
     seed_las(&*store).await;
     let child = test_nhs_number(840);
     let camden = LaCode::parse("E09000007").unwrap();
-    let alert = |at: OffsetDateTime| RepeatAlert {
-        item: OutboxItem {
-            kind: OutboxKind::RepeatAttendance,
-            ..outbox_item("E09000007", at)
-        },
-        nhs_number: child,
-        not_since: at - Duration::days(30),
-    };
-    let look = |at| test_access(child, at, true);
-    let first = alert(AT);
+    let kent = LaCode::parse("E10000016").unwrap();
     // Camden takes webhooks: an alert written is an item to push.
     push_to(&*store, "E09000007").await;
+    let camden_only = || two_in_thirty_days(&["E09000007"]);
     assert_eq!(
         store
-            .record_access(look(AT), vec![], vec![first.clone()])
+            .record_access(look_at(child, "ZZA01", AT), vec![], camden_only())
+            .await
+            .unwrap(),
+        Recorded::default(),
+        "one organisation is not a pattern"
+    );
+    // A scheduled look elsewhere does not count.
+    store
+        .record_access(
+            AccessRecord {
+                unscheduled: false,
+                ..look_at(child, "ZZC03", AT)
+            },
+            vec![],
+            None,
+        )
+        .await
+        .unwrap();
+    let first = AT + Duration::hours(1);
+    assert_eq!(
+        store
+            .record_access(look_at(child, "ZZB02", first), vec![], camden_only())
             .await
             .unwrap(),
         Recorded {
             alerts: 1,
             pushed: true
-        }
+        },
+        "the look itself is the second organisation"
     );
-    let within = AT + Duration::days(30) - Duration::seconds(1);
+    // Two organisations again, but Camden's window is taken; Kent's is its own.
+    let within = first + Duration::days(30) - Duration::seconds(1);
     assert_eq!(
         store
-            .record_access(look(within), vec![], vec![alert(within)])
+            .record_access(
+                look_at(child, "ZZA01", within),
+                vec![],
+                two_in_thirty_days(&["E09000007", "E10000016"])
+            )
             .await
             .unwrap(),
-        Recorded::default(),
-        "one alert per window, and nothing to push"
-    );
-    // Another child, or another LA, has a window of its own.
-    let other = RepeatAlert {
-        nhs_number: test_nhs_number(841),
-        ..alert(within)
-    };
-    let kent = RepeatAlert {
-        item: OutboxItem {
-            kind: OutboxKind::RepeatAttendance,
-            ..outbox_item("E10000016", within)
+        Recorded {
+            alerts: 1,
+            pushed: false
         },
-        ..alert(within)
-    };
+        "Kent's alert only, and nothing to push"
+    );
+    // Another child has a window of its own.
+    let other = test_nhs_number(841);
+    store
+        .record_access(look_at(other, "ZZA01", first), vec![], None)
+        .await
+        .unwrap();
     assert_eq!(
         store
-            .record_access(look(within), vec![], vec![other, kent])
+            .record_access(look_at(other, "ZZB02", within), vec![], camden_only())
             .await
             .unwrap()
             .alerts,
-        2
+        1
     );
-    let next = AT + Duration::days(30);
-    let second = alert(next);
+    // The next window: the look at `first` is exactly at its start, out of it.
+    let next = first + Duration::days(30);
     assert_eq!(
         store
-            .record_access(look(next), vec![], vec![second.clone()])
+            .record_access(look_at(child, "ZZB02", next), vec![], camden_only())
             .await
             .unwrap()
             .alerts,
@@ -1118,32 +1177,51 @@ pub async fn repeat_alerts_are_written_once_per_window<S: Store>(store: Arc<S>) 
         .map(|(_, item)| item)
         .collect();
     assert_eq!(feed.len(), 3);
-    assert_eq!(feed[0], first.item);
-    assert_eq!(feed[2], second.item);
-    assert_eq!(store.counts().await.unwrap().access_records, 4);
+    let organisations = |item: &OutboxItem| item.payload["organisations"].clone();
+    assert_eq!(
+        organisations(&feed[0]),
+        serde_json::json!([["ZZA01", 1], ["ZZB02", 1]]),
+        "oldest first, the scheduled look left out"
+    );
+    assert_eq!(feed[0].created_at, first);
+    assert_eq!(feed[1].created_at, within);
+    assert_eq!(
+        organisations(&feed[2]),
+        serde_json::json!([["ZZA01", 1], ["ZZB02", 1]])
+    );
+    assert_eq!(feed[2].created_at, next);
+    let kents = store.notifications(kent, 0, 10).await.unwrap();
+    assert_eq!(kents.len(), 1);
+    assert_eq!(
+        organisations(&kents[0].1),
+        serde_json::json!([["ZZB02", 1], ["ZZA01", 1]])
+    );
+    assert_eq!(store.counts().await.unwrap().access_records, 7);
 }
 
-/// Looks at one child arriving together, each finding the window open:
-/// however the store groups their writes, one alert takes the window.
+/// Looks at one child arriving together, each owing an alert: however the
+/// store groups their writes, one alert takes the window.
 pub async fn concurrent_looks_take_a_repeat_window_once<S: Store>(store: Arc<S>) {
     seed_las(&*store).await;
     let child = test_nhs_number(850);
     let camden = LaCode::parse("E09000007").unwrap();
-    let tasks: Vec<_> = (0..32)
+    for organisation in ["ZZA01", "ZZB02"] {
+        store
+            .record_access(look_at(child, organisation, AT), vec![], None)
+            .await
+            .unwrap();
+    }
+    let tasks: Vec<_> = (1..=32)
         .map(|i| {
             let store = store.clone();
             let at = AT + Duration::seconds(i);
-            let alert = RepeatAlert {
-                item: OutboxItem {
-                    kind: OutboxKind::RepeatAttendance,
-                    ..outbox_item("E09000007", at)
-                },
-                nhs_number: child,
-                not_since: at - Duration::days(30),
-            };
             tokio::spawn(async move {
                 store
-                    .record_access(test_access(child, at, true), vec![], vec![alert])
+                    .record_access(
+                        look_at(child, "ZZC03", at),
+                        vec![],
+                        two_in_thirty_days(&["E09000007"]),
+                    )
                     .await
                     .unwrap()
                     .alerts
@@ -1156,7 +1234,7 @@ pub async fn concurrent_looks_take_a_repeat_window_once<S: Store>(store: Arc<S>)
     }
     assert_eq!(taken, 1, "one alert per window");
     assert_eq!(store.notifications(camden, 0, 10).await.unwrap().len(), 1);
-    assert_eq!(store.counts().await.unwrap().access_records, 32);
+    assert_eq!(store.counts().await.unwrap().access_records, 34);
 }
 
 pub async fn failed_items_are_parked_until_replayed<S: Store>(store: Arc<S>) {
@@ -1170,7 +1248,7 @@ pub async fn failed_items_are_parked_until_replayed<S: Store>(store: Arc<S>) {
         .record_access(
             test_access(test_nhs_number(860), AT, true),
             items.clone(),
-            vec![],
+            None,
         )
         .await
         .unwrap();
@@ -1265,7 +1343,7 @@ pub async fn old_items_are_purged<S: Store>(store: Arc<S>) {
         .record_access(
             test_access(test_nhs_number(880), AT, true),
             vec![old, new.clone()],
-            vec![],
+            None,
         )
         .await
         .unwrap();
@@ -1291,7 +1369,7 @@ pub async fn old_items_are_purged<S: Store>(store: Arc<S>) {
         .record_access(
             test_access(test_nhs_number(881), AT, true),
             vec![later.clone()],
-            vec![],
+            None,
         )
         .await
         .unwrap();
@@ -1313,7 +1391,7 @@ pub async fn every_access_and_upload_is_a_leaf_of_the_log<S: Store>(store: Arc<S
         .collect();
     for record in &records[..3] {
         store
-            .record_access(record.clone(), vec![], vec![])
+            .record_access(record.clone(), vec![], None)
             .await
             .unwrap();
     }
@@ -1332,7 +1410,7 @@ pub async fn every_access_and_upload_is_a_leaf_of_the_log<S: Store>(store: Arc<S
     store.record_upload(upload.clone(), None).await.unwrap();
     for record in &records[3..] {
         store
-            .record_access(record.clone(), vec![], vec![])
+            .record_access(record.clone(), vec![], None)
             .await
             .unwrap();
     }
@@ -1372,7 +1450,7 @@ pub async fn every_access_and_upload_is_a_leaf_of_the_log<S: Store>(store: Arc<S
     assert_eq!(store.log_entries(4, 1).await.unwrap()[0], entries[4]);
     let later = test_access(test_nhs_number(990), AT + Duration::minutes(1), true);
     store
-        .record_access(later.clone(), vec![], vec![])
+        .record_access(later.clone(), vec![], None)
         .await
         .unwrap();
     assert_eq!(store.sequence_log().await.unwrap(), 7);
@@ -1433,14 +1511,14 @@ pub async fn reports_list_accesses_by_child_user_or_organisation<S: Store>(store
             record.organisation_code = OdsCode::parse("X99GP").unwrap();
         }
         store
-            .record_access(record.clone(), vec![], vec![])
+            .record_access(record.clone(), vec![], None)
             .await
             .unwrap();
         written.push(record);
     }
     let other_child = test_access(test_nhs_number(951), AT, true);
     store
-        .record_access(other_child, vec![], vec![])
+        .record_access(other_child, vec![], None)
         .await
         .unwrap();
     let query = |filter: AccessFilter, after: Option<&AccessRecord>| AccessQuery {
@@ -1525,7 +1603,7 @@ pub async fn retention_removes_old_records_and_keeps_their_leaves<S: Store>(stor
     let recent = look(961, AT);
     for record in [&old, &recent] {
         store
-            .record_access(record.clone(), vec![], vec![])
+            .record_access(record.clone(), vec![], None)
             .await
             .unwrap();
     }
@@ -1620,7 +1698,7 @@ pub async fn concurrent_writes_all_land<S: Store>(store: Arc<S>) {
             tokio::spawn(async move {
                 let record = test_access(child, AT + Duration::seconds(i), true);
                 store
-                    .record_access(record, vec![outbox_item("E09000007", AT)], vec![])
+                    .record_access(record, vec![outbox_item("E09000007", AT)], None)
                     .await
             })
         })
@@ -1660,7 +1738,7 @@ pub async fn concurrent_lookups_each_get_their_own_child<S: Store>(store: Arc<S>
         for look in 0..i % 4 {
             let at = AT + Duration::seconds(i64::from(look));
             store
-                .record_access(test_access(*child, at, true), vec![], vec![])
+                .record_access(test_access(*child, at, true), vec![], None)
                 .await
                 .unwrap();
         }
@@ -1738,7 +1816,7 @@ pub async fn a_looks_reads_give_each_window_its_attendances<S: Store>(store: Arc
         // After the look: not seen by it.
         test_access(child, AT + Duration::hours(1), true),
     ] {
-        store.record_access(record, vec![], vec![]).await.unwrap();
+        store.record_access(record, vec![], None).await.unwrap();
     }
     let sorted = |mut seen: Vec<Attendance>| {
         seen.sort_by(|a, b| a.organisation_code.cmp(&b.organisation_code));
@@ -1797,7 +1875,7 @@ pub async fn a_failed_write_among_concurrent_ones_fails_alone<S: Store>(store: A
             tokio::spawn(async move {
                 let child = test_nhs_number(800 + i);
                 let written = store
-                    .record_access(test_access(child, AT, true), vec![item], vec![])
+                    .record_access(test_access(child, AT, true), vec![item], None)
                     .await;
                 (i, child, written.is_ok())
             })

@@ -16,7 +16,7 @@ use std::future::Future;
 
 use cpis_domain::{
     AccessRecord, Attendance, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan,
-    PlanKey,
+    PlanKey, RepeatRule, attend, repeat_attendance_of,
 };
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration, OffsetDateTime};
@@ -186,6 +186,83 @@ pub struct RepeatAlert {
     pub not_since: OffsetDateTime,
 }
 
+impl RepeatAlert {
+    /// The alert `la` is owed when the organisations `seen` in its rule's
+    /// window (the look `record` counted in) meet the rule; `None` otherwise.
+    pub fn judged(
+        la: LaCode,
+        rule: RepeatRule,
+        record: &AccessRecord,
+        seen: Vec<Attendance>,
+        wording: AlertWording,
+    ) -> Option<RepeatAlert> {
+        let attendances = repeat_attendance_of(seen, rule)?;
+        Some(RepeatAlert {
+            item: wording(la, record, rule, &attendances),
+            nhs_number: record.nhs_number,
+            not_since: record.at - rule.window(),
+        })
+    }
+}
+
+/// Words an LA's repeat-attendance alert: the LA, the look that tipped it,
+/// its rule, and the organisations seen. The words are the caller's; the
+/// store decides, in the look's transaction, whether one is owed.
+pub type AlertWording = fn(LaCode, &AccessRecord, RepeatRule, &[Attendance]) -> OutboxItem;
+
+/// The repeat-attendance check an unscheduled look asks its store to make
+/// as it records the look ([`Store::record_access`]).
+#[derive(Debug, Clone)]
+pub struct RepeatCheck {
+    /// The LAs owning the child's visible plans, each with its rule.
+    pub owners: Vec<(LaCode, RepeatRule)>,
+    /// The child's attendances in each window, read with the plans and not
+    /// counting this look. Empty for a store that counts them in the write
+    /// ([`Store::COUNTS_ATTENDANCES_IN_WRITE`]); a window missing here is
+    /// read by [`alerts_before_write`].
+    pub read: Vec<(Duration, Vec<Attendance>)>,
+    pub wording: AlertWording,
+}
+
+/// The alerts `check` owes for `record`, judged from attendances read
+/// before the write: those in `check.read`, with the look itself counted
+/// in, and any other window read now. What a store that does not count
+/// attendances in the write calls before writing; looks committing at the
+/// same moment are not seen, so two simultaneous looks that together reach
+/// the count alert at the next look rather than at once.
+pub async fn alerts_before_write<S: Store + ?Sized>(
+    store: &S,
+    record: &AccessRecord,
+    check: RepeatCheck,
+) -> StoreResult<Vec<RepeatAlert>> {
+    // Owners nearly always share a rule: one read for each window.
+    let mut read: Vec<(Duration, Vec<Attendance>)> = check
+        .read
+        .into_iter()
+        .map(|(window, mut seen)| {
+            attend(&mut seen, record);
+            (window, seen)
+        })
+        .collect();
+    let mut alerts = Vec::new();
+    for (la, rule) in check.owners {
+        let window = rule.window();
+        let seen = match read.iter().find(|(known, _)| *known == window) {
+            Some((_, seen)) => seen.clone(),
+            None => {
+                let mut seen = store
+                    .attendances(record.nhs_number, record.at - window, record.at)
+                    .await?;
+                attend(&mut seen, record);
+                read.push((window, seen.clone()));
+                seen
+            }
+        };
+        alerts.extend(RepeatAlert::judged(la, rule, record, seen, check.wording));
+    }
+    Ok(alerts)
+}
+
 /// Where an LA's notifications are pushed, and the secret they are signed
 /// with (Standard Webhooks' `whsec_` form).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,6 +371,12 @@ pub struct UploadRecord {
 /// Every method is one transaction: it is applied whole or not at all. A
 /// method that returns `Ok` after writing has made the write durable.
 pub trait Store: Send + Sync + 'static {
+    /// Whether [`Store::record_access`] counts the child's attendances
+    /// itself, inside the write, where they include the looks committed
+    /// with this one. If not, the caller reads them with the plans
+    /// ([`Store::reads_for_look`]) and passes them in [`RepeatCheck::read`].
+    const COUNTS_ATTENDANCES_IN_WRITE: bool = false;
+
     /// `Ok` when the store can serve reads and writes now.
     fn check_ready(&self) -> impl Future<Output = StoreResult<()>> + Send;
 
@@ -375,7 +458,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<AppliedPlans>> + Send;
 
     /// Appends an access record and its outbox items in one transaction,
-    /// with each repeat-attendance alert whose window allows it. An item is
+    /// with each repeat-attendance alert that `repeat` finds owed and whose
+    /// window allows it (one alert per LA and child per window). An item is
     /// pushed (claimable) only when its LA has a webhook at that moment; it
     /// is in the LA's feed either way. Returns how many alerts were written,
     /// and whether any item written is pushed.
@@ -384,7 +468,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         record: AccessRecord,
         outbox: Vec<OutboxItem>,
-        alerts: Vec<RepeatAlert>,
+        repeat: Option<RepeatCheck>,
     ) -> impl Future<Output = StoreResult<Recorded>> + Send;
 
     /// The organisations that looked at an NHS number in unscheduled care

@@ -67,7 +67,7 @@ async fn run(leaves: usize) {
                     }
                     let at = start + time::Duration::microseconds(n as i64);
                     let record = test_access(numbers[n % numbers.len()], at, n % 3 != 0);
-                    store.record_access(record, vec![], vec![]).await.unwrap();
+                    store.record_access(record, vec![], None).await.unwrap();
                 }
             })
         })

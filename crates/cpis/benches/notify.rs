@@ -263,12 +263,7 @@ async fn run<S: Store>(
         let record = test_access(child, now + time::Duration::microseconds(i as i64), true);
         let item = item_for(&record);
         let store = app.store().clone();
-        async move {
-            store
-                .record_access(record, vec![item], vec![])
-                .await
-                .unwrap()
-        }
+        async move { store.record_access(record, vec![item], None).await.unwrap() }
     });
     futures_util::future::join_all(writes).await;
     let started = Instant::now();

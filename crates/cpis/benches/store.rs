@@ -185,7 +185,7 @@ async fn bench_store<S: Store>(
     let started = Instant::now();
     for i in 0..sequential {
         store
-            .record_access(test_access(numbers[i], at, true), vec![], vec![])
+            .record_access(test_access(numbers[i], at, true), vec![], None)
             .await
             .unwrap();
     }
@@ -198,7 +198,7 @@ async fn bench_store<S: Store>(
             tokio::spawn(async move {
                 for i in (writer..concurrent).step_by(256) {
                     let record = test_access(numbers[i % numbers.len()], at, true);
-                    store.record_access(record, vec![], vec![]).await.unwrap();
+                    store.record_access(record, vec![], None).await.unwrap();
                 }
             })
         })

@@ -297,7 +297,7 @@ async fn two_nodes_on_one_database_behave_as_one_service() {
             .record_access(
                 test_access(test_nhs_number(8), OffsetDateTime::now_utc(), true),
                 chunk.to_vec(),
-                vec![],
+                None,
             )
             .await
             .unwrap();
@@ -336,7 +336,7 @@ async fn two_nodes_on_one_database_behave_as_one_service() {
         .record_access(
             test_access(test_nhs_number(9), OffsetDateTime::now_utc(), true),
             items.clone(),
-            vec![],
+            None,
         )
         .await
         .unwrap();
