@@ -1,5 +1,7 @@
 //! The clinician's query under load: `GET /fhir/R4/CareTeam` with a bearer
 //! token and a durable access record per request, on the demo population,
+//! sent as 1,000 clinicians of the demo's care settings in turn
+//! (`CPIS_BENCH_CLINICIANS`),
 //! driven by `wrk` on the same machine, beside a minimal axum server that
 //! returns a fixed body, measured in the same run.
 //!
@@ -48,6 +50,45 @@ fn connections() -> u32 {
     common::setting("CPIS_BENCH_CONNECTIONS", 256)
 }
 
+/// How many clinicians send the queries (`CPIS_BENCH_CLINICIANS`, default
+/// 1,000), spread over the demo's 382 care settings. Each look is indexed
+/// in the access log by its user and its organisation: with one clinician
+/// every look went to the end of those indexes, while in use it goes to
+/// its clinician's and its setting's place among many. A child is always
+/// looked at by the same clinician, as most children are seen at one
+/// department: looked at by one setting after another, every child would
+/// soon be a repeat attendance, which almost none is.
+fn clinicians() -> usize {
+    common::setting("CPIS_BENCH_CLINICIANS", 1_000)
+}
+
+/// A token for each of [`clinicians`] emergency department clinicians
+/// (B0107), the demo's care settings taken in turn.
+fn clinician_tokens<S: Store>(app: &cpis_core::Cpis<S>) -> Vec<String> {
+    let settings = cpis_core::reference::synthetic_organisations().unwrap();
+    let la = cpis_domain::LaCode::parse("E06000001").unwrap();
+    let template = cpis_auth::personas(la)
+        .into_iter()
+        .find(|p| p.name == "ed-clinician")
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    (0..clinicians().max(1))
+        .map(|i| {
+            // Personas hold `'static` names; a benchmark's few leak once.
+            let persona = cpis_auth::Persona {
+                user_id: Box::leak(format!("5550{i:08}").into_boxed_str()),
+                display_name: Box::leak(format!("Dr Bench {i}").into_boxed_str()),
+                organisation: settings[i % settings.len()].code.to_string(),
+                ..template.clone()
+            };
+            app.identity()
+                .own
+                .issue_persona(&persona, "cpis", None, now)
+                .unwrap()
+        })
+        .collect()
+}
+
 /// How many distinct children the queries cycle through
 /// (`CPIS_BENCH_CHILDREN`). Fewer means each child is looked at more often,
 /// so each look's repeat-attendance check reads more earlier looks: with
@@ -93,7 +134,13 @@ struct Wrk {
 
 /// Runs wrk against `url` for `seconds` with `connections`, each request
 /// taking the next NHS number from `numbers`.
-fn wrk(url: &str, token: Option<&str>, numbers: &[String], seconds: u64, connections: u32) -> Wrk {
+fn wrk(
+    url: &str,
+    tokens: Option<&[String]>,
+    numbers: &[String],
+    seconds: u64,
+    connections: u32,
+) -> Wrk {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("query.lua");
     let list = numbers
@@ -101,13 +148,22 @@ fn wrk(url: &str, token: Option<&str>, numbers: &[String], seconds: u64, connect
         .map(|n| format!("\"{n}\""))
         .collect::<Vec<_>>()
         .join(",");
-    let auth = token
-        .map(|t| format!("wrk.headers[\"Authorization\"] = \"Bearer {t}\""))
-        .unwrap_or_default();
+    // Each request as the next clinician, when there are tokens.
+    let (tokens, headers) = match tokens {
+        Some(tokens) => (
+            tokens
+                .iter()
+                .map(|t| format!("\"Bearer {t}\""))
+                .collect::<Vec<_>>()
+                .join(","),
+            "{[\"Authorization\"] = tokens[(k % #tokens) + 1]}",
+        ),
+        None => (String::new(), "nil"),
+    };
     std::fs::write(
         &script,
         format!(
-            "local numbers = {{{list}}}\nlocal i = 0\n{auth}\nrequest = function()\n  i = i + 1\n  local n = numbers[(i % #numbers) + 1]\n  return wrk.format(nil, wrk.path .. n)\nend\n"
+            "local numbers = {{{list}}}\nlocal tokens = {{{tokens}}}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  local k = i % #numbers\n  local n = numbers[k + 1]\n  return wrk.format(nil, wrk.path .. n, {headers})\nend\n"
         ),
     )
     .unwrap();
@@ -186,17 +242,19 @@ const FIXED_RATE_CLIENT: &str = "--fixed-rate-client";
 /// (the connection refused or broken), with the first such error.
 fn fixed_rate(
     target: &str,
-    token: &str,
+    tokens: &[String],
     numbers: &[String],
     rate: u64,
     seconds: u64,
 ) -> (f64, f64, f64, String) {
     let list = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(list.path(), numbers.join("\n")).unwrap();
+    let token_list = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token_list.path(), tokens.join("\n")).unwrap();
     let output = Command::new(std::env::current_exe().unwrap())
         .arg(FIXED_RATE_CLIENT)
         .env("CPIS_FIXED_RATE_TARGET", target)
-        .env("CPIS_FIXED_RATE_TOKEN", token)
+        .env("CPIS_FIXED_RATE_TOKENS", token_list.path())
         .env("CPIS_FIXED_RATE_NUMBERS", list.path())
         .env("CPIS_FIXED_RATE", rate.to_string())
         .env("CPIS_FIXED_RATE_SECONDS", seconds.to_string())
@@ -215,22 +273,25 @@ fn fixed_rate(
 fn fixed_rate_client() {
     let setting = |name: &str| std::env::var(name).unwrap();
     let target = setting("CPIS_FIXED_RATE_TARGET");
-    let token = setting("CPIS_FIXED_RATE_TOKEN");
-    let numbers: Vec<String> = std::fs::read_to_string(setting("CPIS_FIXED_RATE_NUMBERS"))
-        .unwrap()
-        .split('\n')
-        .map(str::to_owned)
-        .collect();
+    let lines = |name: &str| -> Vec<String> {
+        std::fs::read_to_string(setting(name))
+            .unwrap()
+            .split('\n')
+            .map(str::to_owned)
+            .collect()
+    };
+    let tokens = lines("CPIS_FIXED_RATE_TOKENS");
+    let numbers = lines("CPIS_FIXED_RATE_NUMBERS");
     let rate: u64 = setting("CPIS_FIXED_RATE").parse().unwrap();
     let seconds: u64 = setting("CPIS_FIXED_RATE_SECONDS").parse().unwrap();
-    let (p50, p99, max, failed) = open_loop(target, token, numbers, rate, seconds);
+    let (p50, p99, max, failed) = open_loop(target, tokens, numbers, rate, seconds);
     println!("{p50} {p99} {max}\t{failed}");
 }
 
 /// The fixed-rate client's loop, on one thread as wrk's is here.
 fn open_loop(
     target: String,
-    token: String,
+    tokens: Vec<String>,
     numbers: Vec<String>,
     rate: u64,
     seconds: u64,
@@ -251,7 +312,7 @@ fn open_loop(
             tokio::time::sleep_until(due).await;
             let request = client
                 .get(format!("{target}{}", numbers[i % numbers.len()]))
-                .bearer_auth(&token);
+                .bearer_auth(&tokens[i % numbers.len() % tokens.len()]);
             let connections = connections.clone();
             queries.push(tokio::spawn(async move {
                 let _connection = connections.acquire_owned().await.unwrap();
@@ -321,7 +382,7 @@ async fn run(seconds: u64) {
     // the runtime and the machine add to any server.
     let (p50, p99, max, failed) = tokio::task::spawn_blocking({
         let target = reference_url.clone();
-        move || fixed_rate(&target, "", &[String::new()], 5_000, seconds)
+        move || fixed_rate(&target, &[String::new()], &[String::new()], 5_000, seconds)
     })
     .await
     .unwrap();
@@ -410,19 +471,19 @@ struct Runs {
 async fn both_runs<S: Store + 'static>(
     store: &S,
     target: &str,
-    token: &str,
+    tokens: &[String],
     numbers: &[String],
     seconds: u64,
 ) -> Runs {
     let before = batches(store);
     let cpu = process_cpu();
-    let result = wrk(target, Some(token), numbers, seconds, connections());
+    let result = wrk(target, Some(tokens), numbers, seconds, connections());
     let cpu_us = cpu_per_look(cpu, result.requests);
     assert_eq!(result.non_2xx, 0, "every query answered 200");
     let before_fixed_rate = batches(store);
     let fixed = tokio::task::spawn_blocking({
-        let (target, token, numbers) = (target.to_owned(), token.to_owned(), numbers.to_vec());
-        move || fixed_rate(&target, &token, &numbers, 5_000, seconds)
+        let (target, tokens, numbers) = (target.to_owned(), tokens.to_vec(), numbers.to_vec());
+        move || fixed_rate(&target, &tokens, &numbers, 5_000, seconds)
     })
     .await
     .unwrap();
@@ -445,7 +506,7 @@ async fn bench<S: Store + 'static>(
     // As `cpis serve` runs: the access log's checkpoints are signed while
     // the looks go on (the leaves placed every second, a checkpoint every
     // 10,000 leaves or 10 seconds).
-    let (url, token, app, listener) =
+    let (url, _, app, listener) =
         common::start_server_with(store, "E06000001", "ed-clinician", |cpis| {
             cpis.with_log(
                 cpis_core::audit::LogSigner::generate("cpis.bench/log").unwrap(),
@@ -470,8 +531,12 @@ async fn bench<S: Store + 'static>(
         .collect();
     numbers.dedup();
     numbers.truncate(children());
+    let tokens = clinician_tokens(&app);
+    let mut principals = Vec::with_capacity(tokens.len());
+    for token in &tokens {
+        principals.push(app.authenticate_bearer(token).await.unwrap());
+    }
     // The same query without HTTP: where does the time go?
-    let principal = app.authenticate_bearer(&token).await.unwrap();
     let parsed: Vec<cpis_domain::NhsNumber> = numbers
         .iter()
         .map(|n| cpis_domain::NhsNumber::parse(n).unwrap())
@@ -504,14 +569,15 @@ async fn bench<S: Store + 'static>(
     let deadline = started + std::time::Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..256)
         .map(|task| {
-            let (app, principal, parsed) = (app.clone(), principal.clone(), parsed.clone());
+            let (app, principals, parsed) = (app.clone(), principals.clone(), parsed.clone());
             tokio::spawn(async move {
                 let mut looks = 0_u64;
-                for number in parsed.iter().skip(task).step_by(256).cycle() {
+                for (k, number) in parsed.iter().enumerate().skip(task).step_by(256).cycle() {
                     if std::time::Instant::now() >= deadline {
                         break;
                     }
-                    app.look_up_flag(&principal, *number, false, "bench")
+                    let principal = &principals[k % principals.len()];
+                    app.look_up_flag(principal, *number, false, "bench")
                         .await
                         .unwrap();
                     looks += 1;
@@ -559,7 +625,7 @@ async fn bench<S: Store + 'static>(
         over_http,
         fixed: (p50, p99, max, failed),
         at_fixed_rate,
-    } = both_runs(&**app.store(), &target, &token, &numbers, seconds).await;
+    } = both_runs(&**app.store(), &target, &tokens, &numbers, seconds).await;
     println!("figure: {name}: http {:.0}", result.requests_per_second);
     println!("figure: {name}: http-cpu-us {cpu_us:.1}");
     // The same two runs, now with children without a plan mixed in.
@@ -571,7 +637,7 @@ async fn bench<S: Store + 'static>(
         over_http: mixed_over_http,
         fixed: mixed_fixed,
         at_fixed_rate: mixed_at_fixed_rate,
-    } = both_runs(&**app.store(), &target, &token, &mix, seconds).await;
+    } = both_runs(&**app.store(), &target, &tokens, &mix, seconds).await;
     println!(
         "figure: {name}: http-mix {:.0}",
         mixed_result.requests_per_second
@@ -589,9 +655,10 @@ async fn bench<S: Store + 'static>(
         "{name}: at a fixed 5,000 queries/s for {seconds} s (open loop, from when each was due): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed}{at_fixed_rate}"
     );
     println!(
-        "{name} ({} plans, {} children, {} connections): CareTeam with a bearer token and a durable access record: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms; {cpu_us:.1} us of this process's CPU a look); ratio to the fixed body: {:.2}{over_http}",
+        "{name} ({} plans, {} children, {} clinicians, {} connections): CareTeam with a bearer token and a durable access record: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms; {cpu_us:.1} us of this process's CPU a look); ratio to the fixed body: {:.2}{over_http}",
         loaded.plans_loaded,
         numbers.len(),
+        tokens.len(),
         connections(),
         result.requests_per_second,
         result.p50_ms,
