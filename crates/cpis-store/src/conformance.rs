@@ -1588,6 +1588,16 @@ pub async fn reports_list_accesses_by_child_user_or_organisation<S: Store>(store
     assert_eq!(last.record.hash(), Some(last.leaf.hash));
 }
 
+/// A look's id made at the time of the look, as the service makes it:
+/// retention finds old records by id.
+fn id_at(at: OffsetDateTime) -> Uuid {
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        at.unix_timestamp() as u64,
+        at.nanosecond(),
+    ))
+}
+
 /// Every page of a report, `limit` at a time.
 async fn whole_report<S: Store>(
     store: &S,
@@ -1622,12 +1632,7 @@ pub async fn reports_find_every_look_however_many_and_after_retention<S: Store>(
     seed_las(&*store).await;
     let start = AT - Duration::days(3000);
     let look = |i: u32, at: OffsetDateTime| AccessRecord {
-        // Ids made at the time of the look, as the service makes them.
-        id: Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            at.unix_timestamp() as u64,
-            at.nanosecond(),
-        )),
+        id: id_at(at),
         user_id: format!("55500000000{}", i % 3),
         organisation_code: OdsCode::parse(["ZZA01", "ZZB02"][(i % 2) as usize]).unwrap(),
         ..test_access(test_nhs_number(2_000 + i % 50), at, !i.is_multiple_of(5))
@@ -1716,13 +1721,8 @@ pub async fn reports_find_every_look_however_many_and_after_retention<S: Store>(
 pub async fn retention_removes_old_records_and_keeps_their_leaves<S: Store>(store: Arc<S>) {
     seed_las(&*store).await;
     let old_at = AT - Duration::days(3000);
-    // Ids made at the time of the look, as the service makes them.
     let look = |n: u32, at: OffsetDateTime| AccessRecord {
-        id: Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            at.unix_timestamp() as u64,
-            at.nanosecond(),
-        )),
+        id: id_at(at),
         ..test_access(test_nhs_number(n), at, true)
     };
     let old = look(960, old_at);
