@@ -738,28 +738,32 @@ pub(crate) fn repeat_alerts(
     for &(la, rule) in owners {
         let window = rule.window();
         let since = record.at - window;
-        let seen = match counted.iter().find(|(known, _)| *known == window) {
-            Some(&(_, seen)) => seen,
-            None => {
-                let seen = organisations_seen(conn, record.nhs_number, since, record.at)?;
-                counted.push((window, seen));
-                seen
-            }
-        };
+        let seen = once_per_window(&mut counted, window, || {
+            organisations_seen(conn, record.nhs_number, since, record.at)
+        })?;
         if seen < rule.organisations || alerted_since(conn, la, record.nhs_number, since)? {
             continue;
         }
-        let attendances = match read.iter().find(|(known, _)| *known == window) {
-            Some((_, attendances)) => attendances.clone(),
-            None => {
-                let attendances = attendances_of(conn, record.nhs_number, since, record.at)?;
-                read.push((window, attendances.clone()));
-                attendances
-            }
-        };
+        let attendances = once_per_window(&mut read, window, || {
+            attendances_of(conn, record.nhs_number, since, record.at)
+        })?;
         alerts.extend(RepeatAlert::judged(la, rule, record, attendances, wording));
     }
     Ok(alerts)
+}
+
+/// What `read` answers for `window`, read only the first time it is asked.
+fn once_per_window<T: Clone>(
+    known: &mut Vec<(time::Duration, T)>,
+    window: time::Duration,
+    read: impl FnOnce() -> StoreResult<T>,
+) -> StoreResult<T> {
+    if let Some((_, value)) = known.iter().find(|(seen, _)| *seen == window) {
+        return Ok(value.clone());
+    }
+    let value = read()?;
+    known.push((window, value.clone()));
+    Ok(value)
 }
 
 /// Whether `la` was alerted about the child after `since`: its window taken.

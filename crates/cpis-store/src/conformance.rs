@@ -1674,8 +1674,9 @@ pub async fn reports_find_every_look_however_many_and_after_retention<S: Store>(
     );
     for (filter, from, to) in [(user(), start, end), (place(), from, to)] {
         let found = whole_report(&*store, filter.clone(), from, to).await;
-        assert_eq!(found.len(), expected(&written, &filter, from, to).len());
-        assert_eq!(found, expected(&written, &filter, from, to));
+        let expected = expected(&written, &filter, from, to);
+        assert_eq!(found.len(), expected.len());
+        assert_eq!(found, expected);
     }
 
     let retention = |before| log::RetentionRecord {
