@@ -1212,30 +1212,40 @@ impl Store for SqliteStore {
 
     async fn accesses(&self, query: AccessQuery) -> StoreResult<Vec<AccessRecord>> {
         self.read(|conn| {
-            let column = match query.filter {
-                AccessFilter::NhsNumber(_) => "nhs_number",
-                AccessFilter::User(_) => "user_id",
-                AccessFilter::Organisation(_) => "organisation_code",
+            let subject = |table, column, value| rows::BucketedSubject {
+                table,
+                column,
+                value,
+            };
+            let number = match &query.filter {
+                AccessFilter::NhsNumber(number) => *number,
+                AccessFilter::User(user) => {
+                    let by = subject("access_user_bucket", "user_id", user.clone());
+                    return rows::accesses_by_bucket(conn, &by, &query);
+                }
+                AccessFilter::Organisation(code) => {
+                    let by = subject(
+                        "access_organisation_bucket",
+                        "organisation_code",
+                        code.as_str().to_owned(),
+                    );
+                    return rows::accesses_by_bucket(conn, &by, &query);
+                }
             };
             let mut select = conn
                 .prepare_cached(&format!(
-                    "{} WHERE {column} = ?1 AND at >= ?2 AND at < ?3 AND (at, id) > (?4, ?5)
+                    "{} WHERE nhs_number = ?1 AND at >= ?2 AND at < ?3 AND (at, id) > (?4, ?5)
                      ORDER BY at, id LIMIT ?6",
                     rows::SELECT_ACCESS
                 ))
                 .db()?;
-            let subject: rusqlite::types::Value = match &query.filter {
-                AccessFilter::NhsNumber(number) => rows::nhs(*number).into(),
-                AccessFilter::User(user) => user.clone().into(),
-                AccessFilter::Organisation(code) => code.as_str().to_owned().into(),
-            };
             let (after_at, after_id) = query
                 .after
                 .map_or((i64::MIN, Uuid::nil()), |(at, id)| (micros(at), id));
             let rows = select
                 .query_map(
                     params![
-                        subject,
+                        rows::nhs(number),
                         micros(query.from),
                         micros(query.to),
                         after_at,
@@ -1259,6 +1269,9 @@ impl Store for SqliteStore {
                 .db()?
                 .execute([log::first_id_at(retention.access_before).to_string()])
                 .db()? as u64;
+            if retention.removed_access > 0 {
+                rows::remove_report_buckets_before_the_log(conn)?;
+            }
             retention.removed_plans = conn
                 .prepare_cached(
                     "DELETE FROM plan WHERE delete_date < ?1 OR end_date < ?2

@@ -30,6 +30,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../migrations/0013_attendance_by_organisation.sql"),
     ),
+    (
+        14,
+        include_str!("../migrations/0014_reports_by_time_bucket.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {

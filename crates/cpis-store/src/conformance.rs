@@ -1625,9 +1625,10 @@ async fn whole_report<S: Store>(
 }
 
 /// Reports by user and by organisation find every look, however many came
-/// before it and whatever retention removed: what an index of them filled
-/// in bulk, as the feed's is, must still do (a removal of the log's last
-/// rows lets SQLite give their rowids out again).
+/// before it, however many share an instant, and whatever retention
+/// removed: what an index of them filled in bulk, or one that finds them by
+/// time bucket (as SQLite's does), must still do (a removal of the log's
+/// last rows lets SQLite give their rowids out again).
 pub async fn reports_find_every_look_however_many_and_after_retention<S: Store>(store: Arc<S>) {
     seed_las(&*store).await;
     let start = AT - Duration::days(3000);
@@ -1637,8 +1638,13 @@ pub async fn reports_find_every_look_however_many_and_after_retention<S: Store>(
         organisation_code: OdsCode::parse(["ZZA01", "ZZB02"][(i % 2) as usize]).unwrap(),
         ..test_access(test_nhs_number(2_000 + i % 50), at, !i.is_multiple_of(5))
     };
+    // A look a minute, then a burst two days on: 1,200 looks in 10 s, three
+    // at each instant, so that many share a time and the burst crosses the
+    // boundaries of any time-bucketed index mid-page.
+    let burst = start + Duration::days(2);
     let written: Vec<AccessRecord> = (0..2_600)
         .map(|i| look(i, start + Duration::minutes(i64::from(i))))
+        .chain((0..1_200).map(|i| look(i, burst + Duration::milliseconds(i64::from(i / 3) * 25))))
         .collect();
     for chunk in written.chunks(100) {
         let tasks: Vec<_> = chunk
@@ -1657,7 +1663,7 @@ pub async fn reports_find_every_look_however_many_and_after_retention<S: Store>(
     let place = || AccessFilter::Organisation(OdsCode::parse("ZZB02").unwrap());
     let end = start + Duration::days(10);
     let expected = |written: &[AccessRecord], filter: &AccessFilter, from, to| {
-        written
+        let mut found = written
             .iter()
             .filter(|record| record.at >= from && record.at < to)
             .filter(|record| match filter {
@@ -1666,13 +1672,20 @@ pub async fn reports_find_every_look_however_many_and_after_retention<S: Store>(
                 AccessFilter::NhsNumber(number) => record.nhs_number == *number,
             })
             .cloned()
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        found.sort_by_key(|record| (record.at, record.id));
+        found
     };
     let (from, to) = (
         start + Duration::minutes(100),
         start + Duration::minutes(2_500),
     );
-    for (filter, from, to) in [(user(), start, end), (place(), from, to)] {
+    let (burst_from, burst_to) = (burst + Duration::seconds(3), burst + Duration::seconds(8));
+    for (filter, from, to) in [
+        (user(), start, end),
+        (place(), from, to),
+        (place(), burst_from, burst_to),
+    ] {
         let found = whole_report(&*store, filter.clone(), from, to).await;
         let expected = expected(&written, &filter, from, to);
         assert_eq!(found.len(), expected.len());
@@ -1700,7 +1713,7 @@ pub async fn reports_find_every_look_however_many_and_after_retention<S: Store>(
     }
     // Everything removed, then new looks: found all the same.
     let all = store.apply_retention(retention(end)).await.unwrap();
-    assert_eq!(all.removed_access, 1_300);
+    assert_eq!(all.removed_access, 2_500);
     let later: Vec<AccessRecord> = (0..3)
         .map(|i| look(i, end + Duration::hours(i64::from(i))))
         .collect();
