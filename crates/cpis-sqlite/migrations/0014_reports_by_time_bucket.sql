@@ -11,8 +11,12 @@
 -- microseconds, about 4.2 s: rows::REPORT_BUCKET_SHIFT) in which that user
 -- or organisation looked: one small row per subject and bucket, written by
 -- the first look in the bucket and only read by the rest. A report reads
--- the looks of each such bucket, everyone's, and keeps its subject's.
-CREATE INDEX access_log_by_at ON access_log (at);
+-- the index entries of each such bucket, everyone's, and keeps its
+-- subject's: the index holds user and organisation so that the others'
+-- looks are passed over without reading their rows. The buckets are
+-- indexed by time too, so that retention removes old ones without reading
+-- them all.
+CREATE INDEX access_log_by_at ON access_log (at, id, user_id, organisation_code);
 CREATE TABLE access_user_bucket (
     user_id TEXT NOT NULL,
     bucket  INTEGER NOT NULL,
@@ -23,6 +27,8 @@ CREATE TABLE access_organisation_bucket (
     bucket            INTEGER NOT NULL,
     PRIMARY KEY (organisation_code, bucket)
 ) STRICT, WITHOUT ROWID;
+CREATE INDEX access_user_bucket_by_bucket ON access_user_bucket (bucket);
+CREATE INDEX access_organisation_bucket_by_bucket ON access_organisation_bucket (bucket);
 INSERT INTO access_user_bucket (user_id, bucket)
     SELECT DISTINCT user_id, at >> 22 FROM access_log;
 INSERT INTO access_organisation_bucket (organisation_code, bucket)

@@ -2,8 +2,9 @@
 //!
 //! Writes go to one writer thread that commits whatever is waiting as one
 //! durable transaction (see `writer`); reads use a small pool of read-only
-//! connections and run on the caller's thread, since every read here is an
-//! index lookup that takes microseconds.
+//! connections and run on the caller's thread, since nearly every read here
+//! is an index lookup that takes microseconds; a report's page, which may
+//! read through many looks, runs on a blocking thread (`read_apart`).
 
 mod checkpoint;
 mod migrations;
@@ -313,6 +314,20 @@ impl SqliteStore {
             idle.push(conn);
         }
         outcome
+    }
+
+    /// [`SqliteStore::read`] for a read that may take long, such as a
+    /// report's page through the busiest hours of the log: on a blocking
+    /// thread, with a connection of its own, so that the runtime's workers
+    /// go on answering looks meanwhile.
+    async fn read_apart<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || work(&open_reader(&path)?))
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("a long read stopped: {error}")))?
     }
 }
 
@@ -1211,52 +1226,26 @@ impl Store for SqliteStore {
     }
 
     async fn accesses(&self, query: AccessQuery) -> StoreResult<Vec<AccessRecord>> {
-        self.read(|conn| {
-            let subject = |table, column, value| rows::BucketedSubject {
+        self.read_apart(move |conn| {
+            let by = |table, column, value| rows::BucketedSubject {
                 table,
                 column,
                 value,
             };
-            let number = match &query.filter {
-                AccessFilter::NhsNumber(number) => *number,
+            match &query.filter {
+                AccessFilter::NhsNumber(number) => rows::accesses_of_child(conn, *number, &query),
                 AccessFilter::User(user) => {
-                    let by = subject("access_user_bucket", "user_id", user.clone());
-                    return rows::accesses_by_bucket(conn, &by, &query);
+                    let user = by("access_user_bucket", "user_id", user.clone());
+                    rows::accesses_by_bucket(conn, &user, &query)
                 }
                 AccessFilter::Organisation(code) => {
-                    let by = subject(
-                        "access_organisation_bucket",
-                        "organisation_code",
-                        code.as_str().to_owned(),
-                    );
-                    return rows::accesses_by_bucket(conn, &by, &query);
+                    let code = code.as_str().to_owned();
+                    let organisation = by("access_organisation_bucket", "organisation_code", code);
+                    rows::accesses_by_bucket(conn, &organisation, &query)
                 }
-            };
-            let mut select = conn
-                .prepare_cached(&format!(
-                    "{} WHERE nhs_number = ?1 AND at >= ?2 AND at < ?3 AND (at, id) > (?4, ?5)
-                     ORDER BY at, id LIMIT ?6",
-                    rows::SELECT_ACCESS
-                ))
-                .db()?;
-            let (after_at, after_id) = query
-                .after
-                .map_or((i64::MIN, Uuid::nil()), |(at, id)| (micros(at), id));
-            let rows = select
-                .query_map(
-                    params![
-                        rows::nhs(number),
-                        micros(query.from),
-                        micros(query.to),
-                        after_at,
-                        after_id.to_string(),
-                        i64::try_from(query.limit).unwrap_or(i64::MAX)
-                    ],
-                    rows::access,
-                )
-                .db()?;
-            rows.map(|row| row.db().and_then(|record| record)).collect()
+            }
         })
+        .await
     }
 
     async fn apply_retention(&self, retention: RetentionRecord) -> StoreResult<RetentionRecord> {
