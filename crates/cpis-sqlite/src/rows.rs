@@ -307,6 +307,33 @@ pub(crate) fn insert_access(
     record: &AccessRecord,
     returned_json: &str,
 ) -> StoreResult<()> {
+    insert_access_row(conn, record, returned_json)?;
+    // Nearly always the row is there already: only a subject's first look
+    // in a bucket writes one, so most looks add no page to the commit.
+    let bucket = report_bucket(micros(record.at));
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO access_user_bucket (user_id, bucket) VALUES (?1, ?2)",
+    )
+    .db()?
+    .execute(params![record.user_id, bucket])
+    .db()?;
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO access_organisation_bucket (organisation_code, bucket)
+         VALUES (?1, ?2)",
+    )
+    .db()?
+    .execute(params![record.organisation_code.as_str(), bucket])
+    .db()?;
+    Ok(())
+}
+
+/// The log's own row of [`insert_access`]: all that cpis wrote for a look
+/// before migration 0014.
+fn insert_access_row(
+    conn: &Connection,
+    record: &AccessRecord,
+    returned_json: &str,
+) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO access_log (id, at, nhs_number, user_id, user_name, role_code, role_name,
              activity_code, organisation_code, organisation_name, setting_type, unscheduled,
@@ -330,22 +357,6 @@ pub(crate) fn insert_access(
         returned_json,
         record.request_id,
     ])
-    .db()?;
-    // Nearly always the row is there already: only a subject's first look
-    // in a bucket writes one, so most looks add no page to the commit.
-    let bucket = report_bucket(micros(record.at));
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO access_user_bucket (user_id, bucket) VALUES (?1, ?2)",
-    )
-    .db()?
-    .execute(params![record.user_id, bucket])
-    .db()?;
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO access_organisation_bucket (organisation_code, bucket)
-         VALUES (?1, ?2)",
-    )
-    .db()?
-    .execute(params![record.organisation_code.as_str(), bucket])
     .db()?;
     Ok(())
 }
@@ -1040,6 +1051,48 @@ mod tests {
             organisations_seen(&conn, test_nhs_number(2), since, AT).unwrap(),
             0
         );
+    }
+
+    /// Looks recorded before migration 0014 are found by the reports after
+    /// it, before 1970 too (SQL's `>>` and Rust's round the same way).
+    #[test]
+    fn migration_0014_buckets_the_looks_already_recorded() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::migrations::apply_up_to(&conn, 13);
+        let times = [
+            datetime!(1969-12-31 23:59:59.999999 UTC),
+            AT - Duration::days(400),
+            AT - Duration::seconds(5),
+            AT,
+        ];
+        for (i, at) in times.into_iter().enumerate() {
+            let record = AccessRecord {
+                id: Uuid::now_v7(),
+                user_id: ["early", "late"][i % 2].to_owned(),
+                ..test_access(test_nhs_number(1), at, true)
+            };
+            insert_access_row(&conn, &record, "[]").unwrap();
+        }
+        crate::migrations::apply(&mut conn).unwrap();
+        for (user, expected) in [
+            ("early", [times[0], times[2]]),
+            ("late", [times[1], times[3]]),
+        ] {
+            let subject = BucketedSubject {
+                table: "access_user_bucket",
+                column: "user_id",
+                value: user.to_owned(),
+            };
+            let query = AccessQuery {
+                filter: cpis_store::AccessFilter::User(user.to_owned()),
+                from: datetime!(1969-01-01 00:00 UTC),
+                to: AT + Duration::seconds(1),
+                after: None,
+                limit: 10,
+            };
+            let found = accesses_by_bucket(&conn, &subject, &query).unwrap();
+            assert_eq!(found.iter().map(|r| r.at).collect::<Vec<_>>(), expected);
+        }
     }
 
     /// A report reads the buckets its subject looked in, not the whole log:
