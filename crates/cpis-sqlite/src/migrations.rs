@@ -57,6 +57,10 @@ pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {
         )));
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+        // Said before, not only after: one that rebuilds an index over the
+        // access log takes about 7 s a million looks (migration 0014), and
+        // the service does not answer meanwhile.
+        tracing::info!(version, "applying database migration");
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Exclusive)
             .db()?;
