@@ -1095,6 +1095,65 @@ mod tests {
         }
     }
 
+    /// Retention removes looks by id, and buckets by the oldest time kept: a
+    /// look whose time is older than its id is kept, and so is its bucket.
+    #[test]
+    fn retention_keeps_the_buckets_of_every_look_it_keeps() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::migrations::apply(&mut conn).unwrap();
+        let old = AT - Duration::days(400);
+        let record = |user: &str, at, id| AccessRecord {
+            id,
+            user_id: user.to_owned(),
+            ..test_access(test_nhs_number(1), at, true)
+        };
+        let late_id = Uuid::now_v7();
+        let early_id = Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1, 0));
+        // Recorded late for a time long past: kept.
+        insert_access(&conn, &record("kept", old, late_id), "[]").unwrap();
+        // Made long ago: removed.
+        insert_access(&conn, &record("gone", AT, early_id), "[]").unwrap();
+        conn.execute(
+            "DELETE FROM access_log WHERE id < ?1",
+            [late_id.to_string()],
+        )
+        .unwrap();
+        remove_report_buckets_before_the_log(&conn).unwrap();
+        let report = |user: &str| {
+            let subject = BucketedSubject {
+                table: "access_user_bucket",
+                column: "user_id",
+                value: user.to_owned(),
+            };
+            let query = AccessQuery {
+                filter: cpis_store::AccessFilter::User(user.to_owned()),
+                from: old - Duration::days(1),
+                to: AT + Duration::days(1),
+                after: None,
+                limit: 10,
+            };
+            accesses_by_bucket(&conn, &subject, &query).unwrap()
+        };
+        assert_eq!(report("kept").len(), 1);
+        assert!(report("gone").is_empty());
+        let buckets: i64 = conn
+            .query_row("SELECT count(*) FROM access_user_bucket", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        // The removed look's bucket is newer than the kept one's, so it
+        // stays, empty; only buckets older than every kept look go.
+        assert_eq!(buckets, 2);
+        conn.execute("DELETE FROM access_log", []).unwrap();
+        remove_report_buckets_before_the_log(&conn).unwrap();
+        let buckets: i64 = conn
+            .query_row("SELECT count(*) FROM access_user_bucket", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(buckets, 0, "an empty log keeps no buckets");
+    }
+
     /// A report reads the buckets its subject looked in, not the whole log:
     /// a user with three looks among thousands of others' reads a few rows.
     #[test]
