@@ -1227,22 +1227,11 @@ impl Store for SqliteStore {
 
     async fn accesses(&self, query: AccessQuery) -> StoreResult<Vec<AccessRecord>> {
         self.read_apart(move |conn| {
-            let by = |table, column, value| rows::BucketedSubject {
-                table,
-                column,
-                value,
-            };
+            let by = |subject| rows::accesses_by_bucket(conn, &subject, &query);
             match &query.filter {
                 AccessFilter::NhsNumber(number) => rows::accesses_of_child(conn, *number, &query),
-                AccessFilter::User(user) => {
-                    let user = by("access_user_bucket", "user_id", user.clone());
-                    rows::accesses_by_bucket(conn, &user, &query)
-                }
-                AccessFilter::Organisation(code) => {
-                    let code = code.as_str().to_owned();
-                    let organisation = by("access_organisation_bucket", "organisation_code", code);
-                    rows::accesses_by_bucket(conn, &organisation, &query)
-                }
+                AccessFilter::User(user) => by(rows::BucketedSubject::user(user)),
+                AccessFilter::Organisation(code) => by(rows::BucketedSubject::organisation(code)),
             }
         })
         .await

@@ -289,9 +289,9 @@ pub(crate) fn access_at(row: &Row<'_>, o: usize) -> rusqlite::Result<StoreResult
 /// At 4.2 s the thousand clinicians of the query benchmark write a bucket
 /// row for under one look in a hundred, and a report at national volumes
 /// (a few looks a second) reads a few dozen looks per bucket.
-pub(crate) const REPORT_BUCKET_SHIFT: u32 = 22;
+const REPORT_BUCKET_SHIFT: u32 = 22;
 
-pub(crate) fn report_bucket(at_micros: i64) -> i64 {
+fn report_bucket(at_micros: i64) -> i64 {
     at_micros >> REPORT_BUCKET_SHIFT
 }
 
@@ -382,9 +382,35 @@ pub(crate) fn remove_report_buckets_before_the_log(conn: &Connection) -> StoreRe
 /// Whose looks a report by bucket keeps: the bucket table and the column
 /// both it and `access_log` name the subject by.
 pub(crate) struct BucketedSubject {
-    pub(crate) table: &'static str,
-    pub(crate) column: &'static str,
-    pub(crate) value: String,
+    table: &'static str,
+    column: &'static str,
+    value: String,
+}
+
+impl BucketedSubject {
+    pub(crate) fn user(user_id: &str) -> Self {
+        BucketedSubject {
+            table: "access_user_bucket",
+            column: "user_id",
+            value: user_id.to_owned(),
+        }
+    }
+
+    pub(crate) fn organisation(code: &OdsCode) -> Self {
+        BucketedSubject {
+            table: "access_organisation_bucket",
+            column: "organisation_code",
+            value: code.as_str().to_owned(),
+        }
+    }
+}
+
+/// A report page's cursor as the statements bind it: from the beginning of
+/// time on a first page.
+fn cursor(query: &AccessQuery) -> (i64, Uuid) {
+    query
+        .after
+        .map_or((i64::MIN, Uuid::nil()), |(at, id)| (micros(at), id))
 }
 
 /// One page of a report by NHS number, through the child's index.
@@ -393,9 +419,7 @@ pub(crate) fn accesses_of_child(
     number: NhsNumber,
     query: &AccessQuery,
 ) -> StoreResult<Vec<AccessRecord>> {
-    let (after_at, after_id) = query
-        .after
-        .map_or((i64::MIN, Uuid::nil()), |(at, id)| (micros(at), id));
+    let (after_at, after_id) = cursor(query);
     conn.prepare_cached(&format!(
         "{SELECT_ACCESS} WHERE nhs_number = ?1 AND at >= ?2 AND at < ?3 AND (at, id) > (?4, ?5)
          ORDER BY at, id LIMIT ?6"
@@ -438,9 +462,7 @@ pub(crate) fn accesses_by_bucket(
     query: &AccessQuery,
 ) -> StoreResult<Vec<AccessRecord>> {
     let (from, to) = (micros(query.from), micros(query.to));
-    let (after_at, after_id) = query
-        .after
-        .map_or((i64::MIN, Uuid::nil()), |(at, id)| (micros(at), id));
+    let (after_at, after_id) = cursor(query);
     let mut page = Vec::new();
     if from >= to || query.limit == 0 {
         return Ok(page);
@@ -1053,6 +1075,24 @@ mod tests {
         );
     }
 
+    /// A page of up to 100 of `user`'s looks in `[from, to)` after `after`.
+    fn user_report(
+        conn: &Connection,
+        user: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        after: Option<(OffsetDateTime, Uuid)>,
+    ) -> Vec<AccessRecord> {
+        let query = AccessQuery {
+            filter: cpis_store::AccessFilter::User(user.to_owned()),
+            from,
+            to,
+            after,
+            limit: 100,
+        };
+        accesses_by_bucket(conn, &BucketedSubject::user(user), &query).unwrap()
+    }
+
     /// Looks recorded before migration 0014 are found by the reports after
     /// it, before 1970 too (SQL's `>>` and Rust's round the same way).
     #[test]
@@ -1078,19 +1118,8 @@ mod tests {
             ("early", [times[0], times[2]]),
             ("late", [times[1], times[3]]),
         ] {
-            let subject = BucketedSubject {
-                table: "access_user_bucket",
-                column: "user_id",
-                value: user.to_owned(),
-            };
-            let query = AccessQuery {
-                filter: cpis_store::AccessFilter::User(user.to_owned()),
-                from: datetime!(1969-01-01 00:00 UTC),
-                to: AT + Duration::seconds(1),
-                after: None,
-                limit: 10,
-            };
-            let found = accesses_by_bucket(&conn, &subject, &query).unwrap();
+            let from = datetime!(1969-01-01 00:00 UTC);
+            let found = user_report(&conn, user, from, AT + Duration::seconds(1), None);
             assert_eq!(found.iter().map(|r| r.at).collect::<Vec<_>>(), expected);
         }
     }
@@ -1119,20 +1148,14 @@ mod tests {
         )
         .unwrap();
         remove_report_buckets_before_the_log(&conn).unwrap();
-        let report = |user: &str| {
-            let subject = BucketedSubject {
-                table: "access_user_bucket",
-                column: "user_id",
-                value: user.to_owned(),
-            };
-            let query = AccessQuery {
-                filter: cpis_store::AccessFilter::User(user.to_owned()),
-                from: old - Duration::days(1),
-                to: AT + Duration::days(1),
-                after: None,
-                limit: 10,
-            };
-            accesses_by_bucket(&conn, &subject, &query).unwrap()
+        let report = |user| {
+            user_report(
+                &conn,
+                user,
+                old - Duration::days(1),
+                AT + Duration::days(1),
+                None,
+            )
         };
         assert_eq!(report("kept").len(), 1);
         assert!(report("gone").is_empty());
@@ -1182,19 +1205,8 @@ mod tests {
         for at in rare {
             user_at("rare", at);
         }
-        let subject = BucketedSubject {
-            table: "access_user_bucket",
-            column: "user_id",
-            value: "rare".to_owned(),
-        };
-        let query = AccessQuery {
-            filter: cpis_store::AccessFilter::User("rare".to_owned()),
-            from: AT - Duration::days(3),
-            to: AT + Duration::seconds(1),
-            after: None,
-            limit: 100,
-        };
-        let found = accesses_by_bucket(&conn, &subject, &query).unwrap();
+        let (from, to) = (AT - Duration::days(3), AT + Duration::seconds(1));
+        let found = user_report(&conn, "rare", from, to, None);
         assert_eq!(found.iter().map(|r| r.at).collect::<Vec<_>>(), rare);
         let sql = looks_in_bucket("user_id");
         let steps = conn
@@ -1205,11 +1217,7 @@ mod tests {
         // looks each; reading the log's 3,003 would take thousands of steps.
         assert!(steps > 0 && steps < 1_000, "{steps} steps");
         // The same on a later page, whose cursor SQLite must not seek by.
-        let next = AccessQuery {
-            after: Some((found[0].at, found[0].id)),
-            ..query
-        };
-        let rest = accesses_by_bucket(&conn, &subject, &next).unwrap();
+        let rest = user_report(&conn, "rare", from, to, Some((found[0].at, found[0].id)));
         assert_eq!(rest, found[1..]);
         let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let plan = explain

@@ -51,10 +51,12 @@ fn connections() -> u32 {
 }
 
 /// How many clinicians send the queries (`CPIS_BENCH_CLINICIANS`, default
-/// 1,000), spread over the demo's 382 care settings. Each look is indexed
-/// in the access log by its user and its organisation: with one clinician
-/// every look went to the end of those indexes, while in use it goes to
-/// its clinician's and its setting's place among many. A child is always
+/// 1,000), spread over the demo's 382 care settings. Each look is found
+/// by the privacy officer's reports by its user and its organisation
+/// (PostgreSQL indexes both; SQLite keeps a row per user or organisation
+/// and time bucket): with one clinician every look went to the end of
+/// those indexes, while in use it goes to its clinician's and its
+/// setting's place among many. A child is always
 /// looked at by the same clinician, as most children are seen at one
 /// department: looked at by one setting after another, every child would
 /// soon be a repeat attendance, which almost none is.
