@@ -153,24 +153,31 @@ pub fn completed_subtrees<N: Nodes>(
     old: u64,
     new: u64,
 ) -> Result<Vec<(u32, u64, Hash)>, N::Error> {
-    let mut made: std::collections::HashMap<(u32, u64), Hash> = std::collections::HashMap::new();
+    // The level below's subtrees made here: indexes `below_first..`, in order.
+    let mut below: Vec<Hash> = Vec::new();
+    let mut below_first = 0;
     let mut out = Vec::new();
     let mut level = 1;
     while new >> level > 0 {
         // Subtrees of this level that end after `old` and by `new`.
         let first = old >> level;
         let last = new >> level;
+        let mut made = Vec::with_capacity(usize::try_from(last - first).unwrap_or(0));
         for index in first..last {
             let mut child = |index: u64| -> Result<Hash, N::Error> {
-                match made.get(&(level - 1, index)) {
-                    Some(hash) => Ok(*hash),
-                    None => nodes.node(level - 1, index),
+                let made_below = index
+                    .checked_sub(below_first)
+                    .and_then(|at| below.get(usize::try_from(at).ok()?));
+                match made_below {
+                    Some(hash) if level > 1 => Ok(*hash),
+                    _ => nodes.node(level - 1, index),
                 }
             };
             let hash = node_hash(&child(2 * index)?, &child(2 * index + 1)?);
-            made.insert((level, index), hash);
+            made.push(hash);
             out.push((level, index, hash));
         }
+        (below, below_first) = (made, first);
         level += 1;
     }
     Ok(out)
