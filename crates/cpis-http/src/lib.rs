@@ -32,6 +32,7 @@ use cpis_domain::Permission;
 use cpis_store::Store;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tower::Layer as _;
 
 pub use auth::Caller;
 pub use error::{HttpError, SPINE_ERROR_SYSTEM, operation_outcome};
@@ -420,12 +421,10 @@ fn routes<S: Store>(app: AppState<S>) -> Routes<S> {
 pub fn router<S: Store>(app: Arc<Cpis<S>>) -> Router {
     let routes = routes(app.clone());
     let limit = app.limits().in_flight;
-    let router = routes
-        .router
-        .fallback(not_found)
-        .with_state(app)
-        .layer(request_id::traced());
-    shed::bounded(router, limit).layer(request_id::layer())
+    let routed = routes.router.fallback(not_found).with_state(app);
+    // Layers around the whole router, not `Router::layer` (see `shed::bounded`).
+    let bounded = shed::bounded(request_id::traced().layer(routed), limit);
+    Router::new().fallback_service(request_id::layer().service(bounded))
 }
 
 /// Every route with its access rule, in declaration order.
