@@ -20,8 +20,16 @@ use crate::error::HttpError;
 type App<S> = State<Arc<Cpis<S>>>;
 
 /// FHIR JSON with the right media type.
+///
+/// Written into a buffer the size of a CareTeam Bundle: axum's `Json`
+/// starts at 128 bytes and grew five times for one.
 fn fhir(body: impl serde::Serialize) -> Response {
-    let mut response = Json(body).into_response();
+    let mut bytes = Vec::with_capacity(4096);
+    if serde_json::to_writer(&mut bytes, &body).is_err() {
+        // Answers as `Json` does when the body cannot be written.
+        return Json(body).into_response();
+    }
+    let mut response = bytes.into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
