@@ -14,7 +14,9 @@ use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use cpis_domain::{AccessRecord, Attendance, LaCode, RepeatRule};
-use cpis_store::{DeliveryCounts, FailedItem, OutboxClaim, OutboxItem, OutboxKind, Store, Webhook};
+use cpis_store::{
+    DeliveryCounts, FailedItem, OutboxClaim, OutboxItem, OutboxKind, Payload, Store, Webhook,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
@@ -73,17 +75,43 @@ pub fn backoff(attempts: u32) -> Duration {
 /// The access item an LA receives when one of its children is looked at.
 pub(crate) fn access_item(la: LaCode, record: &AccessRecord) -> OutboxItem {
     let id = Uuid::now_v7();
-    let mut payload = look_fields(record);
-    payload.insert("id".into(), json!(id));
-    payload.insert("kind".into(), json!(OutboxKind::Access.code()));
+    let accessed_at = record.at.format(&Rfc3339).unwrap_or_default();
+    let payload = AccessPayload {
+        accessed_at: &accessed_at,
+        id,
+        kind: OutboxKind::Access.code(),
+        nhs_number: &record.nhs_number.digits(),
+        organisation_code: record.organisation_code.as_str(),
+        organisation_name: &record.organisation_name,
+        role: &record.role_name,
+        setting_type: record.setting_type,
+        user_name: &record.user_name,
+    };
     OutboxItem {
         id,
         la,
         kind: OutboxKind::Access,
-        payload: Value::Object(payload),
+        payload: Payload::of(&payload)
+            .unwrap_or_else(|_| Value::Object(look_fields(record)).into()),
         created_at: record.at,
         attempts: 0,
     }
+}
+
+/// An access item's JSON: the fields of [`look_fields`] with its id and
+/// kind, written straight out, every look has one per owning LA. The keys
+/// are in the order a map of them gave, as LAs have received them.
+#[derive(Serialize)]
+struct AccessPayload<'a> {
+    accessed_at: &'a str,
+    id: Uuid,
+    kind: &'static str,
+    nhs_number: &'a str,
+    organisation_code: &'a str,
+    organisation_name: &'a str,
+    role: &'a str,
+    setting_type: cpis_domain::SettingType,
+    user_name: &'a str,
 }
 
 /// The alert an LA receives when its child has been seen at `rule`'s number
@@ -104,7 +132,7 @@ pub(crate) fn repeat_item(
         id,
         la,
         kind: OutboxKind::RepeatAttendance,
-        payload: Value::Object(payload),
+        payload: Value::Object(payload).into(),
         created_at: record.at,
         attempts: 0,
     }
@@ -128,7 +156,7 @@ fn look_fields(record: &AccessRecord) -> serde_json::Map<String, Value> {
 /// A page of an LA's feed and the cursor to ask for the next.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeedPage {
-    pub items: Vec<Value>,
+    pub items: Vec<Payload>,
     /// Pass as `after` to read on; the same cursor when nothing was new.
     pub next: String,
 }
@@ -478,7 +506,7 @@ impl<S: Store> Cpis<S> {
         webhook: &Webhook,
         item: &OutboxItem,
     ) -> Result<(), String> {
-        let body = serde_json::to_vec(&item.payload).map_err(|error| error.to_string())?;
+        let body = item.payload.as_str().as_bytes().to_vec();
         let id = item.id.to_string();
         // The receiver checks this against its own clock to refuse replays,
         // so it is the wall clock's time of sending, whatever the service's
@@ -523,6 +551,19 @@ impl<S: Store> Cpis<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_access_item_is_written_as_its_map_was() {
+        let nhs = cpis_domain::NhsNumber::parse("9998935822").unwrap_or_else(|_| unreachable!());
+        let record = cpis_store::conformance::test_access(nhs, OffsetDateTime::now_utc(), true);
+        let la = LaCode::parse("E09000007").unwrap_or_else(|_| unreachable!());
+        let item = access_item(la, &record);
+        let mut map = look_fields(&record);
+        map.insert("id".into(), json!(item.id));
+        map.insert("kind".into(), json!("access"));
+        // The same bytes, keys in the same order, as LAs have received.
+        assert_eq!(item.payload.as_str(), Value::Object(map).to_string());
+    }
 
     #[test]
     fn webhook_addresses_are_checked() {

@@ -24,6 +24,7 @@ use deadpool_postgres::{GenericClient, Object, Pool};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::Row;
+use tokio_postgres::types::Json;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
@@ -571,7 +572,7 @@ struct Columns<'a> {
     item_look: Vec<usize>,
     item_la: Vec<&'a str>,
     item_kind: Vec<&'a str>,
-    item_payload: Vec<&'a serde_json::Value>,
+    item_payload: Vec<Json<&'a serde_json::value::RawValue>>,
     item_created: Vec<i64>,
     item_attempts: Vec<i32>,
 }
@@ -653,7 +654,7 @@ impl<'a> Columns<'a> {
                 columns.item_look.push(index);
                 columns.item_la.push(item.la.as_str());
                 columns.item_kind.push(item.kind.code());
-                columns.item_payload.push(&item.payload);
+                columns.item_payload.push(Json(item.payload.raw()));
                 columns.item_created.push(micros(item.created_at));
                 columns
                     .item_attempts
@@ -734,7 +735,7 @@ mod tests {
             id: Uuid::now_v7(),
             la: cpis_domain::LaCode::parse(la).unwrap(),
             kind: cpis_store::OutboxKind::Access,
-            payload: serde_json::json!({}),
+            payload: serde_json::json!({}).into(),
             created_at: OffsetDateTime::UNIX_EPOCH,
             attempts: 0,
         };

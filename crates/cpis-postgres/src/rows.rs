@@ -18,6 +18,7 @@ use deadpool_postgres::Transaction;
 use time::Date;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 pub(crate) trait DbResult<T> {
@@ -388,7 +389,7 @@ pub(crate) async fn insert_outbox(tx: &Transaction<'_>, item: &OutboxItem) -> St
             &item.id,
             &item.la.as_str(),
             &item.kind.code(),
-            &item.payload,
+            &Json(item.payload.raw()),
             &micros(item.created_at),
             &attempts,
         ],
@@ -408,7 +409,9 @@ pub(crate) fn outbox(row: &Row) -> StoreResult<OutboxItem> {
         la: LaCode::parse(get(row, 1)?).map_err(corrupt)?,
         kind: OutboxKind::parse(kind)
             .ok_or_else(|| corrupt(format!("unknown outbox kind {kind}")))?,
-        payload: get(row, 3)?,
+        payload: get::<Json<Box<serde_json::value::RawValue>>>(row, 3)?
+            .0
+            .into(),
         created_at: from_micros(get(row, 4)?)?,
         attempts: u32::try_from(attempts).unwrap_or(0),
     })

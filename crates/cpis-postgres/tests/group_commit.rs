@@ -37,7 +37,7 @@ async fn concurrent_looks_share_statements_and_all_land_and_are_read() {
                     id: uuid::Uuid::now_v7(),
                     la: la(),
                     kind: cpis_store::OutboxKind::Access,
-                    payload: serde_json::json!({"look": i}),
+                    payload: serde_json::json!({"look": i}).into(),
                     created_at: at,
                     attempts: 0,
                 };

@@ -585,13 +585,6 @@ impl Store for SqliteStore {
         #[cfg(not(feature = "bench-without-log"))]
         let leaf = log::access_leaf_hash(&record);
         let returned = serde_json::to_string(&record.returned).map_err(corrupt)?;
-        let outbox: Vec<(OutboxItem, String)> = outbox
-            .into_iter()
-            .map(|item| {
-                let payload = item.payload.to_string();
-                (item, payload)
-            })
-            .collect();
         // Counted in the writer, after the look's own insert: the pages are
         // the ones it has just written, no read transaction is opened for
         // it, and the looks committed in the same group are seen.
@@ -601,8 +594,8 @@ impl Store for SqliteStore {
             #[cfg(not(feature = "bench-without-log"))]
             rows::insert_leaf(conn, LogKind::Access, record.id, &leaf)?;
             let mut recorded = Recorded::default();
-            for (item, payload) in &outbox {
-                recorded.pushed |= rows::insert_outbox(conn, item, payload)?;
+            for item in &outbox {
+                recorded.pushed |= rows::insert_outbox(conn, item)?;
             }
             let Some((owners, wording)) = &repeat else {
                 return Ok(recorded);
@@ -625,8 +618,7 @@ impl Store for SqliteStore {
                     ])
                     .db()?;
                 if took > 0 {
-                    let payload = alert.item.payload.to_string();
-                    recorded.pushed |= rows::insert_outbox(conn, &alert.item, &payload)?;
+                    recorded.pushed |= rows::insert_outbox(conn, &alert.item)?;
                     recorded.alerts += 1;
                 }
             }

@@ -166,7 +166,7 @@ fn outbox_item(la: &str, created_at: OffsetDateTime) -> OutboxItem {
         id: Uuid::now_v7(),
         la: LaCode::parse(la).unwrap(),
         kind: OutboxKind::Access,
-        payload: serde_json::json!({"organisation_code": "X99ED"}),
+        payload: serde_json::json!({"organisation_code": "X99ED"}).into(),
         created_at,
         attempts: 0,
     }
@@ -1062,7 +1062,8 @@ fn test_wording(
                 .iter()
                 .map(|a| (a.organisation_code.as_str(), a.looks))
                 .collect::<Vec<_>>(),
-        }),
+        })
+        .into(),
         ..outbox_item(la.as_str(), record.at)
     }
 }
@@ -1178,7 +1179,7 @@ pub async fn repeat_alerts_are_written_once_per_window<S: Store>(store: Arc<S>) 
         .map(|(_, item)| item)
         .collect();
     assert_eq!(feed.len(), 3);
-    let organisations = |item: &OutboxItem| item.payload["organisations"].clone();
+    let organisations = |item: &OutboxItem| item.payload.to_value()["organisations"].clone();
     assert_eq!(
         organisations(&feed[0]),
         serde_json::json!([["ZZA01", 1], ["ZZB02", 1]]),

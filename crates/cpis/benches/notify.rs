@@ -124,7 +124,8 @@ fn item_for(record: &AccessRecord) -> OutboxItem {
             "organisation_code": record.organisation_code,
             "organisation_name": record.organisation_name,
             "setting_type": record.setting_type,
-        }),
+        })
+        .into(),
         created_at: record.at,
         attempts: 0,
     }

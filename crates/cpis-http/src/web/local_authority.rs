@@ -122,31 +122,33 @@ fn plural(plan_type: PlanType) -> &'static str {
 }
 
 fn notification_table(caption: &str, items: &[OutboxItem], testid: &str) -> Markup {
-    let text = |item: &OutboxItem, field: &str| {
-        item.payload[field].as_str().unwrap_or_default().to_owned()
+    let payloads: Vec<serde_json::Value> =
+        items.iter().map(|item| item.payload.to_value()).collect();
+    let text = |payload: &serde_json::Value, field: &str| {
+        payload[field].as_str().unwrap_or_default().to_owned()
     };
     html! {
         (table(testid, caption, &["When", "NHS number", "What", "Where"], html! {
-            @for item in items {
+            @for (item, payload) in items.iter().zip(&payloads) {
                 tr.nhsuk-table__row {
                     td.nhsuk-table__cell { (long_time(item.created_at)) }
                     td."nhsuk-table__cell cpis-nowrap" {
-                        (NhsNumber::parse(&text(item, "nhs_number")).map(|number| number.to_string()).unwrap_or_else(|_| text(item, "nhs_number")))
+                        (NhsNumber::parse(&text(payload, "nhs_number")).map(|number| number.to_string()).unwrap_or_else(|_| text(payload, "nhs_number")))
                     }
                     td.nhsuk-table__cell {
                         @if item.kind == OutboxKind::RepeatAttendance {
                             strong."nhsuk-tag nhsuk-tag--red" { "Repeat attendance" }
                             " seen at "
-                            (item.payload["rule"]["organisations"].as_u64().unwrap_or(0))
+                            (payload["rule"]["organisations"].as_u64().unwrap_or(0))
                             " or more places within "
-                            (item.payload["rule"]["days"].as_u64().unwrap_or(0))
+                            (payload["rule"]["days"].as_u64().unwrap_or(0))
                             " days; latest look by "
                         } @else {
                             "Looked at by "
                         }
-                        (text(item, "user_name")) " (" (text(item, "role")) ")"
+                        (text(payload, "user_name")) " (" (text(payload, "role")) ")"
                     }
-                    td.nhsuk-table__cell { (text(item, "organisation_name")) }
+                    td.nhsuk-table__cell { (text(payload, "organisation_name")) }
                 }
             }
         }))

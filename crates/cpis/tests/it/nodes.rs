@@ -286,7 +286,7 @@ async fn two_nodes_on_one_database_behave_as_one_service() {
                 id,
                 la: camden,
                 kind: OutboxKind::Access,
-                payload: serde_json::json!({"id": id, "kind": "access"}),
+                payload: serde_json::json!({"id": id, "kind": "access"}).into(),
                 created_at: OffsetDateTime::now_utc(),
                 attempts: 0,
             }
@@ -327,7 +327,7 @@ async fn two_nodes_on_one_database_behave_as_one_service() {
             id: Uuid::now_v7(),
             la: camden,
             kind: OutboxKind::Access,
-            payload: serde_json::json!({}),
+            payload: serde_json::json!({}).into(),
             created_at: OffsetDateTime::now_utc() - time::Duration::minutes(1),
             attempts: 0,
         })
