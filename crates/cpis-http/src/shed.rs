@@ -5,11 +5,10 @@
 //! accepting anyone, and the callers wait out TCP's retries (half a
 //! minute) instead of hearing at once that they should try again.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use std::convert::Infallible;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;

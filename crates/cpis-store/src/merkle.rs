@@ -169,8 +169,8 @@ pub fn completed_subtrees<N: Nodes>(
                     .checked_sub(below_first)
                     .and_then(|at| below.get(usize::try_from(at).ok()?));
                 match made_below {
-                    Some(hash) if level > 1 => Ok(*hash),
-                    _ => nodes.node(level - 1, index),
+                    Some(hash) => Ok(*hash),
+                    None => nodes.node(level - 1, index),
                 }
             };
             let hash = node_hash(&child(2 * index)?, &child(2 * index + 1)?);

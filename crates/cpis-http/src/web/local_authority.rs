@@ -122,18 +122,17 @@ fn plural(plan_type: PlanType) -> &'static str {
 }
 
 fn notification_table(caption: &str, items: &[OutboxItem], testid: &str) -> Markup {
-    let payloads: Vec<serde_json::Value> =
-        items.iter().map(|item| item.payload.to_value()).collect();
     let text = |payload: &serde_json::Value, field: &str| {
         payload[field].as_str().unwrap_or_default().to_owned()
     };
     html! {
         (table(testid, caption, &["When", "NHS number", "What", "Where"], html! {
-            @for (item, payload) in items.iter().zip(&payloads) {
+            @for item in items {
+                @let payload = item.payload.to_value();
                 tr.nhsuk-table__row {
                     td.nhsuk-table__cell { (long_time(item.created_at)) }
                     td."nhsuk-table__cell cpis-nowrap" {
-                        (NhsNumber::parse(&text(payload, "nhs_number")).map(|number| number.to_string()).unwrap_or_else(|_| text(payload, "nhs_number")))
+                        (NhsNumber::parse(&text(&payload, "nhs_number")).map(|number| number.to_string()).unwrap_or_else(|_| text(&payload, "nhs_number")))
                     }
                     td.nhsuk-table__cell {
                         @if item.kind == OutboxKind::RepeatAttendance {
@@ -146,9 +145,9 @@ fn notification_table(caption: &str, items: &[OutboxItem], testid: &str) -> Mark
                         } @else {
                             "Looked at by "
                         }
-                        (text(payload, "user_name")) " (" (text(payload, "role")) ")"
+                        (text(&payload, "user_name")) " (" (text(&payload, "role")) ")"
                     }
-                    td.nhsuk-table__cell { (text(payload, "organisation_name")) }
+                    td.nhsuk-table__cell { (text(&payload, "organisation_name")) }
                 }
             }
         }))
