@@ -471,16 +471,34 @@ async fn delivery_loop<S: Store>(app: Arc<Cpis<S>>, deliverer: Deliverer) {
 }
 
 /// Signs a checkpoint of the access log whenever one is due.
+///
+/// Each round runs on a blocking thread, not on one of the runtime's
+/// workers. A checkpoint of 10,000 leaves (every 2 s at 5,000 looks a
+/// second) reads their hashes and hashes the subtrees above them: on the
+/// embedded store 13 to 19 ms of one worker's time in one piece, during which
+/// every task queued on that worker waited (2026-12-07, BENCHMARKS.md). On a
+/// thread of its own the operating system shares the cores between it and
+/// the workers, a slice at a time.
 async fn checkpoint_forever<S: Store>(
     app: Arc<Cpis<S>>,
     signer: Arc<LogSigner>,
     policy: CheckpointPolicy,
 ) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    let runtime = tokio::runtime::Handle::current();
     loop {
         every.tick().await;
-        if let Err(error) = app.make_checkpoint(&signer, policy, false).await {
-            tracing::warn!(%error, "could not sign a checkpoint of the access log");
+        let (app, signer, runtime) = (app.clone(), signer.clone(), runtime.clone());
+        let made = tokio::task::spawn_blocking(move || {
+            runtime.block_on(app.make_checkpoint(&signer, policy, false))
+        })
+        .await;
+        match made {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not sign a checkpoint of the access log");
+            }
+            Err(error) => tracing::error!(%error, "a checkpoint of the access log stopped"),
         }
     }
 }

@@ -140,6 +140,40 @@ fn the_demo_serves_synthetic_data_reuses_it_and_stops_cleanly() {
     let bearer = stdout.lines().last().unwrap().to_owned();
     let me = reqwest::blocking_get_json_with_token(&format!("{url}/api/v1/me"), &bearer);
     assert_eq!(me["principal"]["display_name"], "Dr Amara Okafor", "{me}");
+    // A look is a leaf of the access log, and the running server signs a
+    // checkpoint covering it by itself (`checkpoint_forever`, once a second).
+    // The first example printed, "999 123 4567  what it shows".
+    let number: String = output
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("999 "))
+        .unwrap()
+        .chars()
+        .take(12)
+        .filter(char::is_ascii_digit)
+        .collect();
+    let bundle = reqwest::blocking_get_json_with_token(
+        &format!(
+            "{url}/fhir/R4/CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|{number}"
+        ),
+        &bearer,
+    );
+    assert_eq!(bundle["resourceType"], "Bundle", "{bundle}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let note = loop {
+        let (status, note) =
+            reqwest::blocking_get_text(&format!("{url}/audit/v1/checkpoints/latest"));
+        if status == 200 {
+            break note;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint signed: {status} {note}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+    assert!(size >= 1, "{note}");
     let (code, stderr) = fails_to_start(
         cpis()
             .args(["token", "--persona", "nobody", "--data-dir"])
@@ -182,12 +216,24 @@ mod reqwest {
         get(url, Some(token))
     }
 
-    fn get(url: &str, token: Option<&str>) -> serde_json::Value {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+    /// The status and text of a GET without credentials.
+    pub fn blocking_get_text(url: &str) -> (u16, String) {
+        runtime().block_on(async {
+            let response = ::reqwest::get(url).await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        })
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        runtime.block_on(async {
+            .unwrap()
+    }
+
+    fn get(url: &str, token: Option<&str>) -> serde_json::Value {
+        runtime().block_on(async {
             let mut request = ::reqwest::Client::new().get(url);
             if let Some(token) = token {
                 request = request.bearer_auth(token);
