@@ -62,7 +62,9 @@ pub enum AuthError {
 /// A principal, with the token's expiry (Unix seconds).
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    pub principal: Principal,
+    /// Shared: every request with a remembered token gets the same one,
+    /// where a copy cost about eight allocations (the names and activities).
+    pub principal: std::sync::Arc<Principal>,
     pub expires_at: i64,
     /// The `nonce` claim, for ID tokens from the browser flow.
     pub nonce: Option<String>,

@@ -301,7 +301,7 @@ impl TokenValidator {
         )?;
         let principal = issuer.mapping.principal(&data.claims)?;
         Ok(Authenticated {
-            principal,
+            principal: std::sync::Arc::new(principal),
             expires_at: data.claims.get("exp").and_then(Value::as_i64).unwrap_or(0),
             nonce: data
                 .claims

@@ -155,7 +155,7 @@ impl<S: Store> Cpis<S> {
 
     /// Checks a bearer token and that the principal's organisation is one
     /// the service knows.
-    pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, AccessError> {
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Arc<Principal>, AccessError> {
         let authenticated = self
             .identity
             .validator
@@ -314,7 +314,7 @@ impl<S: Store> Cpis<S> {
         self.check_registered(&authenticated.principal).await?;
         let session_id = pkce::random_token(32);
         let session = Session {
-            principal: authenticated.principal,
+            principal: Arc::unwrap_or_clone(authenticated.principal),
             csrf_token: pkce::random_token(24),
         };
         self.store

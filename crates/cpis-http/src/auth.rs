@@ -29,7 +29,9 @@ const FORM_LIMIT: usize = 1 << 20;
 /// The authenticated caller, for handlers to take as `Extension<Caller>`.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub principal: Principal,
+    /// Shared with the token's cache entry, since axum's `Extension`
+    /// extractor clones the caller for each handler that takes it.
+    pub principal: Arc<Principal>,
     /// The session's id and CSRF token, when the caller came by cookie.
     pub session: Option<(String, String)>,
 }
@@ -137,7 +139,7 @@ async fn authenticate<S: Store>(
     let request = check_csrf(request, &session.csrf_token).await?;
     Ok((
         Caller {
-            principal: session.principal,
+            principal: Arc::new(session.principal),
             session: Some((session_id, session.csrf_token)),
         },
         request,

@@ -26,7 +26,7 @@ type App<S> = State<Arc<Cpis<S>>>;
 pub(crate) async fn me(Extension(caller): Extension<Caller>) -> Response {
     let permissions: Vec<Permission> = caller.principal.permissions().collect();
     Json(json!({
-        "principal": caller.principal,
+        "principal": *caller.principal,
         "permissions": permissions,
         "csrf_token": caller.session.as_ref().map(|(_, csrf)| csrf),
     }))

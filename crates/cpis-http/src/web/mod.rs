@@ -84,7 +84,7 @@ impl Viewer {
         }
         .unwrap_or_else(|| caller.principal.organisation.code());
         Viewer {
-            principal: caller.principal.clone(),
+            principal: Principal::clone(&caller.principal),
             organisation_name,
             csrf_token: caller
                 .session
