@@ -355,11 +355,40 @@ fn open_loop(
                     .unwrap_or_default()
             );
         }
+        // A tail from one stall and a tail spread over the run call for
+        // different causes: the second whose looks fared worst says which.
+        let per_second = usize::try_from(rate).unwrap_or(usize::MAX).max(1);
+        let (worst, worst_p99) = latencies
+            .chunks(per_second)
+            .map(|second| {
+                let mut second = second.to_vec();
+                second.sort_by(f64::total_cmp);
+                second[((second.len() as f64 * 0.99) as usize).min(second.len() - 1)]
+            })
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or_default();
+        let failed = format!(
+            "{failed}; the worst second was the {} of {seconds} (its p99 {worst_p99:.2} ms)",
+            ordinal(worst + 1)
+        );
         latencies.sort_by(f64::total_cmp);
         let at =
             |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
         (at(0.5), at(0.99), latencies[latencies.len() - 1], failed)
     })
+}
+
+/// 1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, …, 21st.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 async fn run(seconds: u64) {
