@@ -479,15 +479,25 @@ async fn delivery_loop<S: Store>(app: Arc<Cpis<S>>, deliverer: Deliverer) {
 /// every task queued on that worker waited (2026-12-07, BENCHMARKS.md). On a
 /// thread of its own the operating system shares the cores between it and
 /// the workers, a slice at a time.
+///
+/// A blocking thread cannot be aborted, so the loop ends only between
+/// rounds, when `stop` says so (or its sender is gone); [`serve_with`] waits
+/// for that before it returns, so that no round still writes once the data
+/// directory's lock is let go.
 async fn checkpoint_forever<S: Store>(
     app: Arc<Cpis<S>>,
     signer: Arc<LogSigner>,
     policy: CheckpointPolicy,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let runtime = tokio::runtime::Handle::current();
     loop {
-        every.tick().await;
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
         let (app, signer, runtime) = (app.clone(), signer.clone(), runtime.clone());
         let made = tokio::task::spawn_blocking(move || {
             runtime.block_on(app.make_checkpoint(&signer, policy, false))
@@ -565,11 +575,13 @@ pub async fn serve_with<S: Store>(
     let _stop_housekeeping = AbortOnDrop(housekeeping);
     // Tests that sign checkpoints themselves run without the checkpointer,
     // which would otherwise sign whatever the log holds at its first tick.
-    let _stop_checkpoints = app.log().filter(|_| workers).map(|(signer, policy)| {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut checkpoints = app.log().filter(|_| workers).map(|(signer, policy)| {
         AbortOnDrop(tokio::spawn(checkpoint_forever(
             app.clone(),
             signer,
             policy,
+            stopped,
         )))
     });
     let _stop_delivery = if workers {
@@ -588,7 +600,11 @@ pub async fn serve_with<S: Store>(
     } else {
         None
     };
-    cpis_http::serve(listener, app, shutdown)
-        .await
-        .map_err(|error| StartError(format!("the server stopped: {error}")))
+    let served = cpis_http::serve(listener, app, shutdown).await;
+    // Lets a round of signing in progress end before the store is let go.
+    let _ = stop.send(true);
+    if let Some(AbortOnDrop(task)) = checkpoints.as_mut() {
+        let _ = task.await;
+    }
+    served.map_err(|error| StartError(format!("the server stopped: {error}")))
 }
