@@ -61,7 +61,8 @@ pub(crate) enum Section {
 /// Who is signed in, as the header shows them.
 #[derive(Clone)]
 pub(crate) struct Viewer {
-    pub principal: Principal,
+    /// The caller's, shared: a page needs only to read it.
+    pub principal: Arc<Principal>,
     pub organisation_name: String,
     pub csrf_token: String,
 }
@@ -84,7 +85,7 @@ impl Viewer {
         }
         .unwrap_or_else(|| caller.principal.organisation.code());
         Viewer {
-            principal: Principal::clone(&caller.principal),
+            principal: caller.principal.clone(),
             organisation_name,
             csrf_token: caller
                 .session
