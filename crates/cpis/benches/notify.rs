@@ -246,12 +246,11 @@ async fn run<S: Store>(
     }
     let mut latencies: Vec<f64> = receiver.take().into_values().collect();
     latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     println!(
         "{name}: {total} queries at {RATE}/s ({failed} failed); {} items delivered; query to webhook p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         latencies.len(),
-        at(0.5),
-        at(0.99),
+        common::quantile(&latencies, 0.5),
+        common::quantile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(f64::NAN)
     );
     let _ = stop.send(());

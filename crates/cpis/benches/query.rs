@@ -363,7 +363,7 @@ fn open_loop(
             .map(|second| {
                 let mut second = second.to_vec();
                 second.sort_by(f64::total_cmp);
-                second[((second.len() as f64 * 0.99) as usize).min(second.len() - 1)]
+                common::quantile(&second, 0.99)
             })
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(&b.1))
@@ -373,9 +373,12 @@ fn open_loop(
             ordinal(worst + 1)
         );
         latencies.sort_by(f64::total_cmp);
-        let at =
-            |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-        (at(0.5), at(0.99), latencies[latencies.len() - 1], failed)
+        (
+            common::quantile(&latencies, 0.5),
+            common::quantile(&latencies, 0.99),
+            latencies[latencies.len() - 1],
+            failed,
+        )
     })
 }
 

@@ -17,6 +17,11 @@ use cpis_core::{Clock, Cpis, Limits, reference};
 use cpis_domain::LaCode;
 use cpis_store::Store;
 
+/// The `q` quantile (0.5 for the median) of latencies sorted ascending.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
 /// A benchmark's setting from the environment variable `name`, or
 /// `default` when it is unset or not a number.
 pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
