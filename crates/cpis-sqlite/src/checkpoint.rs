@@ -35,6 +35,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use cpis_store::{StoreError, StoreResult};
@@ -230,25 +232,24 @@ impl Drop for Fence<'_> {
     }
 }
 
-/// Runs the checkpointer every [`CHECKPOINT_EVERY`] until `running` is
-/// cleared. Past `restart_frames` it syncs the database file and copies
-/// once more, to leave the restart little to copy and sync, and raises
-/// `restart`; the writer then restarts the WAL between two commits (see
-/// `writer::restart_wal`), since a passive checkpoint never makes the WAL
-/// start again while readers keep reading and the writer keeps appending.
-/// (A restart from this thread had to win the write lock from a writer that
-/// takes it back between commits at once.)
+/// Runs the checkpointer every [`CHECKPOINT_EVERY`] until `stop` is
+/// dropped or sent to. Past `restart_frames` it syncs the database file and
+/// copies once more, to leave the restart little to copy and sync, and
+/// raises `restart`; the writer then restarts the WAL between two commits
+/// (see `writer::restart_wal`), since a passive checkpoint never makes the
+/// WAL start again while readers keep reading and the writer keeps
+/// appending. (A restart from this thread had to win the write lock from a
+/// writer that takes it back between commits at once.)
 pub(crate) fn run_in_background(
     checkpointer: Checkpointer,
     restart_frames: i64,
-    running: Arc<AtomicBool>,
+    stop: Receiver<()>,
     restart: Arc<AtomicBool>,
-) -> StoreResult<()> {
+) -> StoreResult<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("cpis-sqlite-checkpoint".into())
         .spawn(move || {
-            while running.load(Ordering::Relaxed) {
-                std::thread::sleep(CHECKPOINT_EVERY);
+            while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
                 let outcome = match checkpointer.copy_durable() {
                     Ok(copied) if copied.log > restart_frames => checkpointer
                         .sync_database()
@@ -264,8 +265,7 @@ pub(crate) fn run_in_background(
                 tracing::error!(%error, "the checkpointer could not sync the database file");
             }
         })
-        .map_err(|error| StoreError::Backend(Box::new(error)))?;
-    Ok(())
+        .map_err(|error| StoreError::Backend(Box::new(error)))
 }
 
 #[cfg(test)]

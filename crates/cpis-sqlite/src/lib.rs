@@ -13,7 +13,7 @@ mod rows;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use cpis_domain::{
@@ -113,17 +113,49 @@ fn wait_briefly(tries: i32) -> bool {
 /// A store in one SQLite database file.
 pub struct SqliteStore {
     path: PathBuf,
+    /// Declared before `_threads`, so dropped first: the writer ends once
+    /// this, its only sender, is gone and the jobs queued are done.
     jobs: JobSender,
     readers: Mutex<Vec<Connection>>,
-    /// Tells the checkpointing thread to stop when the store goes.
-    checkpointing: Arc<AtomicBool>,
     /// Every plan and LA in memory too, for the looks (see `plan_index`).
     plans: Arc<PlanIndex>,
+    _threads: Threads,
 }
 
-impl Drop for SqliteStore {
+/// The threads that write the database file, waited for when the store is
+/// dropped: a write sent by a task that was then cancelled (a request whose
+/// client went away, a loop stopped at shutdown) still runs, and it must
+/// have run, and been synced, before the store is gone and the data
+/// directory's lock let go (`cpis::prepare_data_dir`). Without the wait a
+/// process could exit, or another open the directory, while it ran.
+struct Threads {
+    writer: Option<std::thread::JoinHandle<()>>,
+    syncer: Option<std::thread::JoinHandle<()>>,
+    /// Dropped to stop the checkpointer between two rounds.
+    stop_checkpoints: Option<std::sync::mpsc::Sender<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Threads {
     fn drop(&mut self) {
-        self.checkpointing.store(false, Ordering::Relaxed);
+        // The writer commits what is queued and hangs up on the syncer,
+        // which syncs it; only then is the checkpointer's last round of use.
+        for (name, thread) in [
+            ("writer", self.writer.take()),
+            ("syncer", self.syncer.take()),
+        ] {
+            if thread.is_some_and(|thread| thread.join().is_err()) {
+                tracing::error!(thread = name, "the store's {name} thread had panicked");
+            }
+        }
+        drop(self.stop_checkpoints.take());
+        if self
+            .checkpointer
+            .take()
+            .is_some_and(|thread| thread.join().is_err())
+        {
+            tracing::error!("the store's checkpointing thread had panicked");
+        }
     }
 }
 
@@ -252,12 +284,12 @@ impl SqliteStore {
         migrations::apply(&mut conn)?;
         // From here the syncer makes each commit durable (see `writer`).
         conn.execute_batch("PRAGMA synchronous = NORMAL;").db()?;
-        let checkpointing = Arc::new(AtomicBool::new(true));
+        let (stop_checkpoints, checkpoints_stopped) = std::sync::mpsc::channel();
         let restart = Arc::new(AtomicBool::new(false));
-        checkpoint::run_in_background(
+        let checkpointer = checkpoint::run_in_background(
             checkpoint::Checkpointer::open(&path)?,
             settings.wal_restart_frames,
-            checkpointing.clone(),
+            checkpoints_stopped,
             restart.clone(),
         )?;
         let (jobs, queue) = tokio::sync::mpsc::channel(writer::QUEUE_DEPTH);
@@ -270,13 +302,13 @@ impl SqliteStore {
             StoreError::Unavailable(format!("cannot open {}: {error}", wal_name.display()))
         })?;
         let (syncer_handoff, writer_queue) = (handoff.clone(), jobs.downgrade());
-        std::thread::Builder::new()
+        let syncer = std::thread::Builder::new()
             .name("cpis-sqlite-syncer".into())
             .spawn(move || {
                 writer::run_syncer(wal, &wal_name, to_sync, &syncer_handoff, &writer_queue);
             })
             .map_err(|error| StoreError::Backend(Box::new(error)))?;
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("cpis-sqlite-writer".into())
             .spawn(move || writer::run_writer(conn, queue, &committed, &handoff, &restart))
             .map_err(|error| StoreError::Backend(Box::new(error)))?;
@@ -288,8 +320,13 @@ impl SqliteStore {
             path,
             jobs,
             readers: Mutex::new(Vec::new()),
-            checkpointing,
             plans,
+            _threads: Threads {
+                writer: Some(writer),
+                syncer: Some(syncer),
+                stop_checkpoints: Some(stop_checkpoints),
+                checkpointer: Some(checkpointer),
+            },
         })
     }
 

@@ -54,3 +54,50 @@ async fn the_wal_synced_is_the_one_sqlite_writes_even_through_a_link() {
         1
     );
 }
+
+/// Looks whose tasks were cancelled after their writes were sent (a client
+/// that went away, a loop stopped at shutdown) are still written by the
+/// writer thread; dropping the store waits for that, so that nothing is
+/// written once the store, and with it the data directory's lock, is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_store_waits_for_the_writes_already_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let now = time::OffsetDateTime::now_utc();
+    let looks: Vec<_> = (0..2_000)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let access = test_access(test_nhs_number(n % 100), now, true);
+                store.record_access(access, vec![], None).await
+            })
+        })
+        .collect();
+    // Until some have been answered, so that the rest are queued or running.
+    while !looks.iter().any(tokio::task::JoinHandle::is_finished) {
+        tokio::task::yield_now().await;
+    }
+    for look in &looks {
+        look.abort();
+    }
+    for look in looks {
+        let _ = look.await;
+    }
+    drop(store);
+
+    let written = || {
+        let conn = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        conn.query_row("SELECT count(*) FROM access_log", [], |row| {
+            row.get::<_, i64>(0)
+        })
+        .unwrap()
+    };
+    let at_drop = written();
+    assert!(at_drop > 0);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        written(),
+        at_drop,
+        "a write ran after the store was dropped"
+    );
+}
