@@ -267,15 +267,18 @@ async fn run<S: Store>(
     });
     futures_util::future::join_all(writes).await;
     let started = Instant::now();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(cpis::deliver_forever(
         app.clone(),
         Deliverer::new("bench", Duration::from_secs(10), true).unwrap(),
+        stopped,
     ));
     while receiver.count() < backlog && started.elapsed() < Duration::from_secs(300) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let rate = receiver.count() as f64 / started.elapsed().as_secs_f64();
-    worker.abort();
+    let _ = stop.send(true);
+    let _ = worker.await;
     receiver.take();
     println!(
         "{name}: the worker delivered a backlog of {backlog} at {rate:.0} items/s; ratio to the plain client: {:.2}",

@@ -440,14 +440,34 @@ const DELIVERY_LOOPS: usize = 4;
 
 /// The delivery worker: loops that each take a step whenever a look writes
 /// an item to push (one loop is woken per write), and at least every second
-/// for retries and for items written on other nodes.
-pub async fn deliver_forever<S: Store>(app: Arc<Cpis<S>>, deliverer: Deliverer) {
-    let loops: Vec<_> = (0..DELIVERY_LOOPS)
-        .map(|_| AbortOnDrop(tokio::spawn(delivery_loop(app.clone(), deliverer.clone()))))
-        .collect();
-    // Held until this task is aborted, which aborts the loops with it.
-    std::future::pending::<()>().await;
-    drop(loops);
+/// for retries and for items written on other nodes. It ends, with every
+/// loop, once `stop` turns true or its sender is gone; a step cut short
+/// leaves its items claimed until the claim runs out, and they are then
+/// sent again (notifications are delivered at least once).
+pub async fn deliver_forever<S: Store>(
+    app: Arc<Cpis<S>>,
+    deliverer: Deliverer,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..DELIVERY_LOOPS {
+        loops.spawn(until_stopped(
+            delivery_loop(app.clone(), deliverer.clone()),
+            stop.clone(),
+        ));
+    }
+    while loops.join_next().await.is_some() {}
+}
+
+/// Runs `work` until `stop` turns true (or its sender is gone), then drops it.
+async fn until_stopped(
+    work: impl Future<Output = ()>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::select! {
+        () = work => {}
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
 }
 
 async fn delivery_loop<S: Store>(app: Arc<Cpis<S>>, deliverer: Deliverer) {
@@ -523,6 +543,28 @@ fn node_name() -> String {
     format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
 }
 
+/// Clears away what has expired or passed its retention, every
+/// [`PURGE_EVERY`].
+async fn housekeep_forever<S: Store>(app: Arc<Cpis<S>>) {
+    let mut every = tokio::time::interval(PURGE_EVERY);
+    loop {
+        every.tick().await;
+        match app.purge_expired().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "cleared expired sessions and codes"),
+            Err(error) => tracing::warn!(%error, "could not clear expired sessions and codes"),
+        }
+        if let Err(error) = app.apply_retention().await {
+            tracing::warn!(%error, "could not remove records past their retention");
+        }
+        match app.purge_notifications().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed notifications past retention"),
+            Err(error) => tracing::warn!(%error, "could not remove old notifications"),
+        }
+    }
+}
+
 /// How often expired sessions, codes and assertion ids are cleared away.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
@@ -548,43 +590,26 @@ pub async fn serve_with<S: Store>(
         .local_addr()
         .map_err(|error| StartError(error.to_string()))?;
     tracing::info!(%addr, "serving");
-    let housekeeping = {
-        let app = app.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(PURGE_EVERY);
-            loop {
-                every.tick().await;
-                match app.purge_expired().await {
-                    Ok(0) => {}
-                    Ok(removed) => tracing::debug!(removed, "cleared expired sessions and codes"),
-                    Err(error) => {
-                        tracing::warn!(%error, "could not clear expired sessions and codes")
-                    }
-                }
-                if let Err(error) = app.apply_retention().await {
-                    tracing::warn!(%error, "could not remove records past their retention");
-                }
-                match app.purge_notifications().await {
-                    Ok(0) => {}
-                    Ok(removed) => tracing::info!(removed, "removed notifications past retention"),
-                    Err(error) => tracing::warn!(%error, "could not remove old notifications"),
-                }
-            }
-        })
-    };
-    let _stop_housekeeping = AbortOnDrop(housekeeping);
+    // Every task beside the server ends when `stop` says so and is waited
+    // for before this returns: none then holds the store, so the embedded
+    // store is dropped, its last writes done (`SqliteStore`'s threads),
+    // before the caller lets go of the data directory's lock.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut background = vec![AbortOnDrop(tokio::spawn(until_stopped(
+        housekeep_forever(app.clone()),
+        stopped.clone(),
+    )))];
     // Tests that sign checkpoints themselves run without the checkpointer,
     // which would otherwise sign whatever the log holds at its first tick.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut checkpoints = app.log().filter(|_| workers).map(|(signer, policy)| {
-        AbortOnDrop(tokio::spawn(checkpoint_forever(
+    if let Some((signer, policy)) = app.log().filter(|_| workers) {
+        background.push(AbortOnDrop(tokio::spawn(checkpoint_forever(
             app.clone(),
             signer,
             policy,
-            stopped,
-        )))
-    });
-    let _stop_delivery = if workers {
+            stopped.clone(),
+        ))));
+    }
+    if workers {
         let settings = app.notification_settings();
         let deliverer = Deliverer::new(
             node_name(),
@@ -593,17 +618,15 @@ pub async fn serve_with<S: Store>(
         )
         .map_err(|error| StartError(error.to_string()))?;
         tracing::info!(node = deliverer.node(), "delivering notifications");
-        Some(AbortOnDrop(tokio::spawn(deliver_forever(
+        background.push(AbortOnDrop(tokio::spawn(deliver_forever(
             app.clone(),
             deliverer,
-        ))))
-    } else {
-        None
-    };
+            stopped,
+        ))));
+    }
     let served = cpis_http::serve(listener, app, shutdown).await;
-    // Lets a round of signing in progress end before the store is let go.
     let _ = stop.send(true);
-    if let Some(AbortOnDrop(task)) = checkpoints.as_mut() {
+    for AbortOnDrop(task) in &mut background {
         let _ = task.await;
     }
     served.map_err(|error| StartError(format!("the server stopped: {error}")))

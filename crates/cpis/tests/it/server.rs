@@ -65,3 +65,48 @@ async fn unknown_addresses_get_a_json_404(server: TestServer) {
     assert_eq!(body["issue"][0]["diagnostics"], "there is nothing at this address");
 }
 }
+
+/// Once the server has stopped, nothing it ran beside it (housekeeping, the
+/// delivery loops, the checkpointer) still holds the app: the embedded
+/// store is then dropped, its last writes done, before `cpis serve` lets go
+/// of the data directory's lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_server_stops_nothing_still_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = cpis::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let la = cpis_domain::LaCode::parse(crate::support::TEST_LA).unwrap();
+    let identity = cpis_core::identity::development_identity(&url, la)
+        .await
+        .unwrap();
+    let store = cpis_sqlite::SqliteStore::open(dir.path()).unwrap();
+    let app = std::sync::Arc::new(
+        cpis_core::Cpis::new(
+            std::sync::Arc::new(store),
+            cpis_core::Clock::system(),
+            identity,
+        )
+        .with_log(
+            cpis_core::audit::LogSigner::generate("cpis.test/log").unwrap(),
+            cpis_core::audit::CheckpointPolicy::default(),
+        ),
+    );
+    app.seed_reference_data().await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cpis::serve_with(
+        listener,
+        app.clone(),
+        async {
+            let _ = stopped.await;
+        },
+        true,
+    ));
+    let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    // Long enough for the checkpointer's first round and the delivery
+    // loops' first steps.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert_eq!(std::sync::Arc::strong_count(&app), 1);
+}
