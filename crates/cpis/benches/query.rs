@@ -6,6 +6,7 @@
 //! returns a fixed body, measured in the same run.
 //!
 //! Run with `cargo xtask bench query` (needs `wrk`, Debian package wrk).
+//! `CPIS_BENCH_STORES` runs only `sqlite` or only `postgres` (default both),
 //! `CPIS_BENCH_SECONDS` sets each run's length (default 10),
 //! `CPIS_BENCH_CONNECTIONS` the connections (default 256), and
 //! `CPIS_BENCH_CHILDREN` how many children with plans the queries cycle
@@ -424,10 +425,20 @@ async fn run(seconds: u64) {
         "reference, minimal axum fixed body, at a fixed 5,000 requests/s for {seconds} s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(dir.path()).unwrap();
-    let path = sqlite.path().to_owned();
-    bench("embedded SQLite", sqlite, seconds, &reference, Some(path)).await;
+    let stores: String = common::setting("CPIS_BENCH_STORES", "both".to_owned());
+    assert!(
+        ["both", "sqlite", "postgres"].contains(&stores.as_str()),
+        "CPIS_BENCH_STORES is sqlite, postgres or both, not {stores}"
+    );
+    if stores != "postgres" {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(dir.path()).unwrap();
+        let path = sqlite.path().to_owned();
+        bench("embedded SQLite", sqlite, seconds, &reference, Some(path)).await;
+    }
+    if stores == "sqlite" {
+        return;
+    }
     match TestSchema::new("the query benchmark") {
         Some(schema) => {
             bench(
@@ -459,6 +470,35 @@ fn process_cpu() -> std::time::Duration {
 /// Microseconds of [`process_cpu`] a look, from a reading before.
 fn cpu_per_look(before: std::time::Duration, looks: u64) -> f64 {
     (process_cpu() - before).as_secs_f64() * 1e6 / looks.max(1) as f64
+}
+
+/// CPU time of every process named `postgres` on this machine so far (its
+/// server's backends, and its own background processes), if any: what
+/// PostgreSQL spends on the looks, beside [`process_cpu`]'s share of ours.
+fn postgres_cpu() -> Option<std::time::Duration> {
+    let ticks_per_second = rustix::param::clock_ticks_per_second();
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ...: utime and stime are the 12th and 13th
+        // fields after the command's closing parenthesis.
+        let Some((name, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        if !name.ends_with("(postgres") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split(' ').collect();
+        for field in [11, 12] {
+            ticks += fields
+                .get(field)
+                .and_then(|value| value.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    (ticks > 0).then(|| std::time::Duration::from_secs_f64(ticks as f64 / ticks_per_second as f64))
 }
 
 /// PostgreSQL's batches so far (a look's reads, attendance reads on their
@@ -510,9 +550,17 @@ async fn both_runs<S: Store + 'static>(
     seconds: u64,
 ) -> Runs {
     let before = batches(store);
+    let server_before = before.and(postgres_cpu());
     let cpu = process_cpu();
     let result = wrk(target, Some(tokens), numbers, seconds, connections());
     let cpu_us = cpu_per_look(cpu, result.requests);
+    let server = server_before
+        .zip(postgres_cpu())
+        .map(|(before, after)| {
+            let us = (after - before).as_secs_f64() * 1e6 / result.requests.max(1) as f64;
+            format!("; PostgreSQL's own processes {us:.1} us of CPU a look")
+        })
+        .unwrap_or_default();
     assert_eq!(result.non_2xx, 0, "every query answered 200");
     let before_fixed_rate = batches(store);
     let fixed = tokio::task::spawn_blocking({
@@ -524,7 +572,7 @@ async fn both_runs<S: Store + 'static>(
     Runs {
         http: result,
         cpu_us,
-        over_http: per_batch(before, before_fixed_rate),
+        over_http: per_batch(before, before_fixed_rate) + &server,
         fixed,
         at_fixed_rate: per_batch(before_fixed_rate, batches(store)),
     }
@@ -632,7 +680,12 @@ async fn bench<S: Store + 'static>(
     println!(
         "{name}: without HTTP: the store's lookup of plans by NHS number {lookup_us:.1} us; the whole query (lookup, access record, notifications) from 256 tasks {direct:.0}/s, {direct_cpu_us:.1} us of this process's CPU a look"
     );
-    tokio::spawn(cpis::serve(listener, app.clone(), std::future::pending()));
+    // Stopped at the end, so that the PostgreSQL half does not share the
+    // cores with this half's server and its once-a-second tasks.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cpis::serve(listener, app.clone(), async {
+        let _ = stopped.await;
+    }));
     // The demo's LAs have no webhook, so their systems read their feeds:
     // here the benchmark's own LA, a page a second, as long as it serves.
     let feed_reader = tokio::spawn({
@@ -678,6 +731,8 @@ async fn bench<S: Store + 'static>(
     );
     println!("figure: {name}: http-mix-cpu-us {mixed_cpu_us:.1}");
     feed_reader.abort();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
     let signed = app
         .store()
         .latest_checkpoint()
