@@ -219,7 +219,7 @@ mod reqwest {
     /// The status and text of a GET without credentials.
     pub fn blocking_get_text(url: &str) -> (u16, String) {
         runtime().block_on(async {
-            let response = ::reqwest::get(url).await.unwrap();
+            let response = client().get(url).send().await.unwrap();
             let status = response.status().as_u16();
             (status, response.text().await.unwrap())
         })
@@ -232,9 +232,18 @@ mod reqwest {
             .unwrap()
     }
 
+    /// A demo that stops answering fails the test, rather than holding it
+    /// (and CI) until something else gives up.
+    fn client() -> ::reqwest::Client {
+        ::reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
     fn get(url: &str, token: Option<&str>) -> serde_json::Value {
         runtime().block_on(async {
-            let mut request = ::reqwest::Client::new().get(url);
+            let mut request = client().get(url);
             if let Some(token) = token {
                 request = request.bearer_auth(token);
             }
