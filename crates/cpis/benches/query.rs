@@ -472,24 +472,35 @@ fn cpu_per_look(before: std::time::Duration, looks: u64) -> f64 {
     (process_cpu() - before).as_secs_f64() * 1e6 / looks.max(1) as f64
 }
 
-/// CPU time of every process named `postgres` on this machine so far (its
-/// server's backends, and its own background processes), if any: what
-/// PostgreSQL spends on the looks, beside [`process_cpu`]'s share of ours.
+/// The processes named `postgres` on this machine (its server's backends
+/// and its own background processes): what PostgreSQL spends on the looks.
+fn postgres_processes() -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|process| {
+            std::fs::read_to_string(process.join("comm")).is_ok_and(|name| name == "postgres\n")
+        })
+        .collect()
+}
+
+/// CPU time of PostgreSQL's processes so far, if any, beside
+/// [`process_cpu`]'s share of ours.
 fn postgres_cpu() -> Option<std::time::Duration> {
     let ticks_per_second = rustix::param::clock_ticks_per_second();
     let mut ticks = 0;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+    for process in postgres_processes() {
+        let Ok(stat) = std::fs::read_to_string(process.join("stat")) else {
             continue;
         };
         // pid (comm) state ...: utime and stime are the 12th and 13th
         // fields after the command's closing parenthesis.
-        let Some((name, rest)) = stat.split_once(") ") else {
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
             continue;
         };
-        if !name.ends_with("(postgres") {
-            continue;
-        }
         let fields: Vec<&str> = rest.split(' ').collect();
         for field in [11, 12] {
             ticks += fields
@@ -499,6 +510,27 @@ fn postgres_cpu() -> Option<std::time::Duration> {
         }
     }
     (ticks > 0).then(|| std::time::Duration::from_secs_f64(ticks as f64 / ticks_per_second as f64))
+}
+
+/// Bytes sent to storage so far (`write_bytes` of `/proc/…/io`: the WAL,
+/// the database files) by this process, or, for PostgreSQL, by its
+/// processes. More bytes a look, more for each sync of the log to wait on.
+fn written_to_disk(postgres: bool) -> Option<u64> {
+    let processes = if postgres {
+        postgres_processes()
+    } else {
+        vec![std::path::PathBuf::from("/proc/self")]
+    };
+    let bytes = processes
+        .iter()
+        .filter_map(|process| std::fs::read_to_string(process.join("io")).ok())
+        .filter_map(|io| {
+            io.lines()
+                .find_map(|line| line.strip_prefix("write_bytes: "))
+                .and_then(|bytes| bytes.parse::<u64>().ok())
+        })
+        .sum();
+    (bytes > 0).then_some(bytes)
 }
 
 /// PostgreSQL's batches so far (a look's reads, attendance reads on their
@@ -563,18 +595,27 @@ async fn both_runs<S: Store + 'static>(
         .unwrap_or_default();
     assert_eq!(result.non_2xx, 0, "every query answered 200");
     let before_fixed_rate = batches(store);
+    let postgres = before_fixed_rate.is_some();
+    let written_before = written_to_disk(postgres);
     let fixed = tokio::task::spawn_blocking({
         let (target, tokens, numbers) = (target.to_owned(), tokens.to_vec(), numbers.to_vec());
         move || fixed_rate(&target, &tokens, &numbers, 5_000, seconds)
     })
     .await
     .unwrap();
+    let written = written_before
+        .zip(written_to_disk(postgres))
+        .map(|(before, after)| {
+            let kib = after.saturating_sub(before) as f64 / 1024.0 / (5_000 * seconds) as f64;
+            format!("; {kib:.1} KiB written to disk a look")
+        })
+        .unwrap_or_default();
     Runs {
         http: result,
         cpu_us,
         over_http: per_batch(before, before_fixed_rate) + &server,
         fixed,
-        at_fixed_rate: per_batch(before_fixed_rate, batches(store)),
+        at_fixed_rate: per_batch(before_fixed_rate, batches(store)) + &written,
     }
 }
 
