@@ -27,10 +27,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/0012_feed_index_in_bulk.sql"),
     ),
-    (
-        13,
-        include_str!("../migrations/0013_access_log_keyed_by_id.sql"),
-    ),
 ];
 
 pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {
