@@ -113,8 +113,6 @@ fn wait_briefly(tries: i32) -> bool {
 /// A store in one SQLite database file.
 pub struct SqliteStore {
     path: PathBuf,
-    /// Declared before `_threads`, so dropped first: the writer ends once
-    /// this, its only sender, is gone and the jobs queued are done.
     jobs: JobSender,
     readers: Mutex<Vec<Connection>>,
     /// Every plan and LA in memory too, for the looks (see `plan_index`).
@@ -122,15 +120,29 @@ pub struct SqliteStore {
     _threads: Threads,
 }
 
-/// The threads that write the database file, waited for when the store is
-/// dropped: a write sent by a task that was then cancelled (a request whose
-/// client went away, a loop stopped at shutdown) still runs, and it must
-/// have run, and been synced, before the store is gone and the data
-/// directory's lock let go (`cpis::prepare_data_dir`). Without the wait a
-/// process could exit, or another open the directory, while it ran.
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // The writer ends once its only sender is gone and its queue is
+        // done: gone now, whatever order the fields are dropped in, and
+        // `Threads` then waits for it.
+        let (closed, _) = tokio::sync::mpsc::channel(1);
+        drop(std::mem::replace(&mut self.jobs, closed));
+    }
+}
+
+/// The threads that write the database file, or hold it open, waited for
+/// when they are dropped, with the store or when opening it fails: a write
+/// sent by a task that was then cancelled (a request whose client went
+/// away, a loop stopped at shutdown) still runs, and it must have run, and
+/// been synced, before the store is gone and the data directory's lock let
+/// go (`cpis::prepare_data_dir`). Without the wait a process could exit, or
+/// another open the directory, while it ran. The writer must have lost its
+/// jobs' sender first.
+#[derive(Default)]
 struct Threads {
     writer: Option<std::thread::JoinHandle<()>>,
     syncer: Option<std::thread::JoinHandle<()>>,
+    loader: Option<plan_index::Loader>,
     /// Dropped to stop the checkpointer between two rounds.
     stop_checkpoints: Option<std::sync::mpsc::Sender<()>>,
     checkpointer: Option<std::thread::JoinHandle<()>>,
@@ -138,24 +150,22 @@ struct Threads {
 
 impl Drop for Threads {
     fn drop(&mut self) {
-        // The writer commits what is queued and hangs up on the syncer,
-        // which syncs it; only then is the checkpointer's last round of use.
-        for (name, thread) in [
-            ("writer", self.writer.take()),
-            ("syncer", self.syncer.take()),
-        ] {
+        let joined = |name: &str, thread: Option<std::thread::JoinHandle<()>>| {
             if thread.is_some_and(|thread| thread.join().is_err()) {
-                tracing::error!(thread = name, "the store's {name} thread had panicked");
+                tracing::error!(thread = name, "a thread of the store had panicked");
             }
+        };
+        // The writer commits what is queued and hangs up on the syncer,
+        // which syncs it; the loader finishes the loads those writes asked
+        // for; only then is the checkpointer's last round of use.
+        joined("writer", self.writer.take());
+        joined("syncer", self.syncer.take());
+        if let Some(loader) = self.loader.take() {
+            let _ = loader.loads.send(plan_index::Load::Stop);
+            joined("plans", Some(loader.thread));
         }
         drop(self.stop_checkpoints.take());
-        if self
-            .checkpointer
-            .take()
-            .is_some_and(|thread| thread.join().is_err())
-        {
-            tracing::error!("the store's checkpointing thread had panicked");
-        }
+        joined("checkpoint", self.checkpointer.take());
     }
 }
 
@@ -284,14 +294,18 @@ impl SqliteStore {
         migrations::apply(&mut conn)?;
         // From here the syncer makes each commit durable (see `writer`).
         conn.execute_batch("PRAGMA synchronous = NORMAL;").db()?;
+        // Declared before the jobs' sender, so dropped after it if opening
+        // fails from here on: the writer must lose its sender to end.
+        let mut threads = Threads::default();
         let (stop_checkpoints, checkpoints_stopped) = std::sync::mpsc::channel();
+        threads.stop_checkpoints = Some(stop_checkpoints);
         let restart = Arc::new(AtomicBool::new(false));
-        let checkpointer = checkpoint::run_in_background(
+        threads.checkpointer = Some(checkpoint::run_in_background(
             checkpoint::Checkpointer::open(&path)?,
             settings.wal_restart_frames,
             checkpoints_stopped,
             restart.clone(),
-        )?;
+        )?);
         let (jobs, queue) = tokio::sync::mpsc::channel(writer::QUEUE_DEPTH);
         let (committed, to_sync) = std::sync::mpsc::channel();
         let handoff = Arc::new(writer::Handoff::default());
@@ -302,31 +316,31 @@ impl SqliteStore {
             StoreError::Unavailable(format!("cannot open {}: {error}", wal_name.display()))
         })?;
         let (syncer_handoff, writer_queue) = (handoff.clone(), jobs.downgrade());
-        let syncer = std::thread::Builder::new()
-            .name("cpis-sqlite-syncer".into())
-            .spawn(move || {
-                writer::run_syncer(wal, &wal_name, to_sync, &syncer_handoff, &writer_queue);
-            })
-            .map_err(|error| StoreError::Backend(Box::new(error)))?;
-        let writer = std::thread::Builder::new()
-            .name("cpis-sqlite-writer".into())
-            .spawn(move || writer::run_writer(conn, queue, &committed, &handoff, &restart))
-            .map_err(|error| StoreError::Backend(Box::new(error)))?;
-        let plans = PlanIndex::start({
+        threads.syncer = Some(
+            std::thread::Builder::new()
+                .name("cpis-sqlite-syncer".into())
+                .spawn(move || {
+                    writer::run_syncer(wal, &wal_name, to_sync, &syncer_handoff, &writer_queue);
+                })
+                .map_err(|error| StoreError::Backend(Box::new(error)))?,
+        );
+        threads.writer = Some(
+            std::thread::Builder::new()
+                .name("cpis-sqlite-writer".into())
+                .spawn(move || writer::run_writer(conn, queue, &committed, &handoff, &restart))
+                .map_err(|error| StoreError::Backend(Box::new(error)))?,
+        );
+        let (plans, loader) = PlanIndex::start({
             let path = path.clone();
             move || open_reader(&path)
         })?;
+        threads.loader = Some(loader);
         Ok(SqliteStore {
             path,
             jobs,
             readers: Mutex::new(Vec::new()),
             plans,
-            _threads: Threads {
-                writer: Some(writer),
-                syncer: Some(syncer),
-                stop_checkpoints: Some(stop_checkpoints),
-                checkpointer: Some(checkpointer),
-            },
+            _threads: threads,
         })
     }
 

@@ -34,9 +34,11 @@ use crate::rows;
 
 /// What the loader thread is asked to read again.
 #[derive(Debug, Clone, Copy)]
-enum Load {
+pub(crate) enum Load {
     La(LaCode),
     All,
+    /// Ends the loader, after the loads sent before it.
+    Stop,
 }
 
 /// What a change covers.
@@ -181,20 +183,27 @@ impl Drop for Change {
     }
 }
 
+/// The loader thread, and the way to tell it to stop.
+pub(crate) struct Loader {
+    pub(crate) thread: std::thread::JoinHandle<()>,
+    pub(crate) loads: std::sync::mpsc::Sender<Load>,
+}
+
 impl PlanIndex {
     /// An empty copy, with the thread that fills it from the database at
-    /// `path` and reads each changed LA again.
+    /// `path` and reads each changed LA again. The thread ends at a
+    /// [`Load::Stop`] sent through the returned sender.
     pub(crate) fn start(
         open: impl FnOnce() -> StoreResult<Connection> + Send + 'static,
-    ) -> StoreResult<Arc<Self>> {
+    ) -> StoreResult<(Arc<Self>, Loader)> {
         let (loader, loads) = std::sync::mpsc::channel();
         let index = Arc::new(PlanIndex {
             state: RwLock::new(State::default()),
-            loader: Mutex::new(loader),
+            loader: Mutex::new(loader.clone()),
             loads: (Mutex::new(0), Condvar::new()),
         });
         let weak = Arc::downgrade(&index);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("cpis-sqlite-plans".into())
             .spawn(move || match open() {
                 Ok(conn) => run_loader(&conn, &weak, &loads),
@@ -204,10 +213,14 @@ impl PlanIndex {
             })
             .map_err(|error| StoreError::Backend(Box::new(error)))?;
         // The first load.
-        if let Ok(loader) = index.loader.lock() {
-            let _ = loader.send(Load::All);
-        }
-        Ok(index)
+        let _ = loader.send(Load::All);
+        Ok((
+            index,
+            Loader {
+                thread,
+                loads: loader,
+            },
+        ))
     }
 
     /// Marks `scope` stale until the returned change is dropped and the LA
@@ -294,6 +307,7 @@ fn run_loader(conn: &Connection, index: &std::sync::Weak<PlanIndex>, loads: &Rec
         let outcome = match load {
             Load::All => load_all(conn, &index),
             Load::La(la) => load_la(conn, &index, la),
+            Load::Stop => return,
         };
         if let Err(error) = outcome {
             // Left stale: looks read the database until the next change.

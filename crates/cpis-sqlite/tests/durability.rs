@@ -83,7 +83,15 @@ async fn dropping_the_store_waits_for_the_writes_already_sent() {
     for look in looks {
         let _ = look.await;
     }
-    drop(store);
+    let store = std::sync::Arc::into_inner(store).expect("no look holds the store");
+    // On a thread of its own, so that a drop that never ends fails the test.
+    let (dropped, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(store);
+        let _ = dropped.send(());
+    });
+    done.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("dropping the store ends");
 
     let written = || {
         let conn = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
