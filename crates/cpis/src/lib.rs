@@ -594,6 +594,20 @@ pub async fn serve_with<S: Store>(
     // for before this returns: none then holds the store, so the embedded
     // store is dropped, its last writes done (`SqliteStore`'s threads),
     // before the caller lets go of the data directory's lock.
+    // Made before any task starts, so that its failure leaves none behind.
+    let deliverer = if workers {
+        let settings = app.notification_settings();
+        let deliverer = Deliverer::new(
+            node_name(),
+            settings.attempt_timeout,
+            settings.allow_loopback_http,
+        )
+        .map_err(|error| StartError(error.to_string()))?;
+        tracing::info!(node = deliverer.node(), "delivering notifications");
+        Some(deliverer)
+    } else {
+        None
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut background = vec![AbortOnDrop(tokio::spawn(until_stopped(
         housekeep_forever(app.clone()),
@@ -609,15 +623,7 @@ pub async fn serve_with<S: Store>(
             stopped.clone(),
         ))));
     }
-    if workers {
-        let settings = app.notification_settings();
-        let deliverer = Deliverer::new(
-            node_name(),
-            settings.attempt_timeout,
-            settings.allow_loopback_http,
-        )
-        .map_err(|error| StartError(error.to_string()))?;
-        tracing::info!(node = deliverer.node(), "delivering notifications");
+    if let Some(deliverer) = deliverer {
         background.push(AbortOnDrop(tokio::spawn(deliver_forever(
             app.clone(),
             deliverer,

@@ -152,7 +152,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let mut lock = None;
+    let outcome = runtime.block_on(run(cli.command, &mut lock));
+    // Tasks may still hold the store (a check of the log a privacy officer
+    // started, a read on a blocking thread): dropping the runtime ends them,
+    // waiting for blocking work, and with them the store and its last
+    // writes. Only then is the data directory let go.
+    drop(runtime);
+    drop(lock);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -161,7 +169,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<(), StartError> {
+/// Runs `command`, keeping the data directory's lock, if it takes one, in
+/// `lock` for the caller to let go once nothing can write there.
+async fn run(command: Command, lock: &mut Option<cpis::DataDirLock>) -> Result<(), StartError> {
     let env = cpis_environment();
     match command {
         Command::Serve {
@@ -177,7 +187,7 @@ async fn run(command: Command) -> Result<(), StartError> {
             };
             let config = Config::load(Config::serve_defaults(), &env, &overrides)?;
             cpis::init_logging(&config)?;
-            let _lock = cpis::prepare_storage(&config)?;
+            *lock = cpis::prepare_storage(&config)?;
             let listener = cpis::bind(config.listen).await?;
             let identity = identity(&config, &listener).await?;
             let log = cpis::load_log_signer(&config, &cpis::public_url(&config, &listener)?)?;
@@ -210,7 +220,7 @@ async fn run(command: Command) -> Result<(), StartError> {
             };
             let config = Config::load(Config::serve_defaults(), &env, &overrides)?;
             cpis::init_logging(&config)?;
-            let _lock = cpis::prepare_storage(&config)?;
+            *lock = cpis::prepare_storage(&config)?;
             let listener = cpis::bind(config.listen).await?;
             let identity = identity(&config, &listener).await?;
             let log = cpis::load_log_signer(&config, &cpis::public_url(&config, &listener)?)?;

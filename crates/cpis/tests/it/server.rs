@@ -101,12 +101,23 @@ async fn when_the_server_stops_nothing_still_holds_the_store() {
         },
         true,
     ));
-    let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let ready = client.get(format!("{url}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     // Long enough for the checkpointer's first round and the delivery
     // loops' first steps.
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
     stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
-    assert_eq!(std::sync::Arc::strong_count(&app), 1);
+    tokio::time::timeout(std::time::Duration::from_secs(30), server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        std::sync::Arc::into_inner(app).is_some(),
+        "something the server ran still holds the app"
+    );
 }
