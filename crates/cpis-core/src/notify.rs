@@ -74,7 +74,7 @@ pub fn backoff(attempts: u32) -> Duration {
 
 /// The access item an LA receives when one of its children is looked at.
 pub(crate) fn access_item(la: LaCode, record: &AccessRecord) -> OutboxItem {
-    let id = Uuid::now_v7();
+    let id = cpis_store::log::id_at(record.at);
     OutboxItem {
         id,
         la,
@@ -95,7 +95,7 @@ pub(crate) fn repeat_item(
     rule: RepeatRule,
     attendances: &[Attendance],
 ) -> OutboxItem {
-    let id = Uuid::now_v7();
+    let id = cpis_store::log::id_at(record.at);
     let kind = OutboxKind::RepeatAttendance;
     let mut payload = match serde_json::to_value(LookPayload::of(record, id, kind)) {
         Ok(Value::Object(fields)) => fields,

@@ -206,11 +206,7 @@ impl<S: Store> Cpis<S> {
         Ok(AccessRecord {
             // The id carries the look's own time: retention finds old
             // records by id, and verification judges removed ones by it.
-            id: Uuid::new_v7(uuid::Timestamp::from_unix(
-                uuid::NoContext,
-                u64::try_from(at.unix_timestamp()).unwrap_or(0),
-                at.nanosecond(),
-            )),
+            id: cpis_store::log::id_at(at),
             at,
             nhs_number,
             user_id: principal.user_id.clone(),

@@ -1218,18 +1218,21 @@ impl Store for SqliteStore {
     async fn purge_outbox(&self, before: OffsetDateTime) -> StoreResult<u64> {
         // An alert's window (up to 365 days) may outlast the feed's retention.
         let alerts_before = before - time::Duration::days(366);
+        // Found by id, which carries the item's time (`OutboxItem::id`), so
+        // that no index by time costs every look an entry (migration 15).
+        let first_kept = log::first_id_at(before).to_string();
         write(&self.jobs, move |conn| {
             conn.prepare_cached(
                 "DELETE FROM outbox_feed_by_la WHERE (la_code, feed_seq) IN
-                     (SELECT la_code, feed_seq FROM outbox WHERE created_at < ?1)",
+                     (SELECT la_code, feed_seq FROM outbox WHERE id < ?1)",
             )
             .db()?
-            .execute([micros(before)])
+            .execute([&first_kept])
             .db()?;
             let removed = conn
-                .prepare_cached("DELETE FROM outbox WHERE created_at < ?1")
+                .prepare_cached("DELETE FROM outbox WHERE id < ?1")
                 .db()?
-                .execute([micros(before)])
+                .execute([&first_kept])
                 .db()?;
             conn.prepare_cached("DELETE FROM repeat_alert WHERE alerted_at < ?1")
                 .db()?

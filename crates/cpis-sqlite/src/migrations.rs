@@ -34,6 +34,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../migrations/0014_reports_by_time_bucket.sql"),
     ),
+    (
+        15,
+        include_str!("../migrations/0015_outbox_retention_by_id.sql"),
+    ),
 ];
 
 /// Brings a new database only up to `version`, as an older cpis left it,

@@ -163,7 +163,7 @@ pub fn test_access(nhs_number: NhsNumber, at: OffsetDateTime, unscheduled: bool)
 
 fn outbox_item(la: &str, created_at: OffsetDateTime) -> OutboxItem {
     OutboxItem {
-        id: Uuid::now_v7(),
+        id: crate::log::id_at(created_at),
         la: LaCode::parse(la).unwrap(),
         kind: OutboxKind::Access,
         payload: serde_json::json!({"organisation_code": "X99ED"}).into(),

@@ -132,7 +132,9 @@ impl OutboxKind {
 /// fact that caused it and delivered later by a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxItem {
-    /// A UUIDv7: stable across retries, so receivers can drop duplicates.
+    /// A UUIDv7 carrying `created_at`'s time ([`log::id_at`]): stable across
+    /// retries, so receivers can drop duplicates, and the embedded store
+    /// finds items past retention by it.
     pub id: Uuid,
     pub la: LaCode,
     pub kind: OutboxKind,

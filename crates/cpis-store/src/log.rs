@@ -143,6 +143,17 @@ pub struct RetentionRecord {
     pub removed_plans: u64,
 }
 
+/// A new UUIDv7 carrying `at`'s time (the rest random): an access record's
+/// or an outbox item's id, by which old ones are found for removal
+/// ([`first_id_at`]).
+pub fn id_at(at: OffsetDateTime) -> Uuid {
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        u64::try_from(at.unix_timestamp()).unwrap_or(0),
+        at.nanosecond(),
+    ))
+}
+
 /// The smallest UUIDv7 of the millisecond `at` falls in: every id made
 /// before `at` sorts below it. Access records are found for removal by id,
 /// and verification knows a removed record's time by its leaf's id.
