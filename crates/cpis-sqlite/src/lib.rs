@@ -156,8 +156,10 @@ impl Drop for Threads {
             }
         };
         // The writer commits what is queued and hangs up on the syncer,
-        // which syncs it; the loader finishes the loads those writes asked
-        // for; only then is the checkpointer's last round of use.
+        // which syncs it. The loader ends at its next load once the copy it
+        // fills is gone, or at `Stop` (a load under way, say the first read
+        // of every plan, is finished first); its connection is then closed.
+        // Only then is the checkpointer's last round of use.
         joined("writer", self.writer.take());
         joined("syncer", self.syncer.take());
         if let Some(loader) = self.loader.take() {

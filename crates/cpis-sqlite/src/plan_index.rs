@@ -37,7 +37,8 @@ use crate::rows;
 pub(crate) enum Load {
     La(LaCode),
     All,
-    /// Ends the loader, after the loads sent before it.
+    /// Ends the loader (sent when the store is dropped, by which time the
+    /// copy is gone and any load before it ends the loader too).
     Stop,
 }
 

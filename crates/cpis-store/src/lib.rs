@@ -132,9 +132,12 @@ impl OutboxKind {
 /// fact that caused it and delivered later by a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxItem {
-    /// A UUIDv7 carrying `created_at`'s time ([`log::id_at`]): stable across
-    /// retries, so receivers can drop duplicates, and the embedded store
-    /// finds items past retention by it.
+    /// A UUIDv7 made from the item's creation time as it is written
+    /// ([`log::id_at`]; items written before schema version 15 have ids
+    /// from the clock a moment later): stable across retries, so receivers
+    /// can drop duplicates, and the embedded store finds items past the
+    /// feed's retention by it. (A replayed item is read back with the time
+    /// of its replay as `created_at`; its id keeps the first.)
     pub id: Uuid,
     pub la: LaCode,
     pub kind: OutboxKind,

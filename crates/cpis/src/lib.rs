@@ -590,10 +590,11 @@ pub async fn serve_with<S: Store>(
         .local_addr()
         .map_err(|error| StartError(error.to_string()))?;
     tracing::info!(%addr, "serving");
-    // Every task beside the server ends when `stop` says so and is waited
-    // for before this returns: none then holds the store, so the embedded
-    // store is dropped, its last writes done (`SqliteStore`'s threads),
-    // before the caller lets go of the data directory's lock.
+    // Every task started here ends when `stop` says so and is waited for
+    // before this returns, so none of them still holds the store. Others
+    // may (a log check a privacy officer started; for a moment, a closing
+    // connection's task): the binary drops its runtime, which ends them,
+    // before it lets go of the data directory's lock.
     // Made before any task starts, so that its failure leaves none behind.
     let deliverer = if workers {
         let settings = app.notification_settings();

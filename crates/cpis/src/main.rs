@@ -142,6 +142,9 @@ fn main() -> ExitCode {
     {
         return audit_verify(config, data_dir, key, checkpoints);
     }
+    // Declared before the runtime, so that even unwinding from a panic drops
+    // the runtime first (locals drop in reverse order).
+    let mut lock = None;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -152,7 +155,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut lock = None;
     let outcome = runtime.block_on(run(cli.command, &mut lock));
     // Tasks may still hold the store (a check of the log a privacy officer
     // started, a read on a blocking thread): dropping the runtime ends them,
