@@ -596,17 +596,19 @@ async fn both_runs<S: Store + 'static>(
     assert_eq!(result.non_2xx, 0, "every query answered 200");
     let before_fixed_rate = batches(store);
     let postgres = before_fixed_rate.is_some();
+    // The fixed rate's looks a second, and so what the bytes are shared by.
+    let rate = 5_000;
     let written_before = written_to_disk(postgres);
     let fixed = tokio::task::spawn_blocking({
         let (target, tokens, numbers) = (target.to_owned(), tokens.to_vec(), numbers.to_vec());
-        move || fixed_rate(&target, &tokens, &numbers, 5_000, seconds)
+        move || fixed_rate(&target, &tokens, &numbers, rate, seconds)
     })
     .await
     .unwrap();
     let written = written_before
         .zip(written_to_disk(postgres))
         .map(|(before, after)| {
-            let kib = after.saturating_sub(before) as f64 / 1024.0 / (5_000 * seconds) as f64;
+            let kib = after.saturating_sub(before) as f64 / 1024.0 / (rate * seconds) as f64;
             format!("; {kib:.1} KiB written to disk a look")
         })
         .unwrap_or_default();

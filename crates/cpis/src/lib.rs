@@ -590,11 +590,6 @@ pub async fn serve_with<S: Store>(
         .local_addr()
         .map_err(|error| StartError(error.to_string()))?;
     tracing::info!(%addr, "serving");
-    // Every task started here ends when `stop` says so and is waited for
-    // before this returns, so none of them still holds the store. Others
-    // may (a log check a privacy officer started; for a moment, a closing
-    // connection's task): the binary drops its runtime, which ends them,
-    // before it lets go of the data directory's lock.
     // Made before any task starts, so that its failure leaves none behind.
     let deliverer = if workers {
         let settings = app.notification_settings();
@@ -609,6 +604,11 @@ pub async fn serve_with<S: Store>(
     } else {
         None
     };
+    // Every task started here ends when `stop` says so and is waited for
+    // before this returns, so none of them still holds the store. Others
+    // may (a log check a privacy officer started; for a moment, a closing
+    // connection's task): the binary drops its runtime, which ends them,
+    // before it lets go of the data directory's lock.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut background = vec![AbortOnDrop(tokio::spawn(until_stopped(
         housekeep_forever(app.clone()),
