@@ -346,6 +346,44 @@ impl SqliteStore {
         })
     }
 
+    /// Opens the database in `data_dir` only to read it, beside a server
+    /// that may be writing to it (`cpis audit verify`): nothing is migrated
+    /// or created, no writer, syncer or checkpointer starts, and so the
+    /// data directory's lock is not needed. Writes answer unavailable, and
+    /// every look reads the database (the server's writes would not mark an
+    /// in-memory copy stale). The database must be at this cpis's schema
+    /// version: a reader of another version could misread it.
+    pub fn open_to_read(data_dir: &Path) -> StoreResult<Self> {
+        let path = data_dir.join(DATABASE_FILE);
+        if !path.is_file() {
+            return Err(StoreError::Unavailable(format!(
+                "there is no database at {}; check the data directory (--data-dir or CPIS_DATA_DIR)",
+                path.display()
+            )));
+        }
+        let conn = open_reader(&path)?;
+        let (current, newest) = (migrations::current(&conn)?, migrations::newest());
+        if current != newest {
+            let next_step = if current < newest {
+                "start `cpis serve` of this version once to bring it up to date"
+            } else {
+                "use a newer cpis"
+            };
+            return Err(StoreError::Conflict(format!(
+                "the database at {} is at schema version {current}, and this cpis reads version {newest}: {next_step}",
+                path.display()
+            )));
+        }
+        let (jobs, _) = tokio::sync::mpsc::channel(1);
+        Ok(SqliteStore {
+            path,
+            jobs,
+            readers: Mutex::new(vec![conn]),
+            plans: PlanIndex::unused(),
+            _threads: Threads::default(),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

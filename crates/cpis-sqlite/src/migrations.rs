@@ -50,11 +50,19 @@ pub(crate) fn apply_up_to(conn: &Connection, version: i64) {
     conn.pragma_update(None, "user_version", version).unwrap();
 }
 
+/// The schema version this cpis brings a database to.
+pub(crate) fn newest() -> i64 {
+    MIGRATIONS.last().map_or(0, |(version, _)| *version)
+}
+
+/// The schema version of the database `conn` is open on.
+pub(crate) fn current(conn: &Connection) -> StoreResult<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+        .db()
+}
+
 pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {
-    let current: i64 = conn
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .db()?;
-    let newest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    let (current, newest) = (current(conn)?, newest());
     if current > newest {
         return Err(StoreError::Conflict(format!(
             "the database is at schema version {current}, newer than this cpis knows ({newest}); run a newer cpis"

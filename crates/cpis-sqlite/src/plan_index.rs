@@ -224,6 +224,18 @@ impl PlanIndex {
         ))
     }
 
+    /// A copy that is never filled, so that every look reads the database:
+    /// for a store that only reads, beside a process that writes (see
+    /// `SqliteStore::open_to_read`), where no change would mark it stale.
+    pub(crate) fn unused() -> Arc<Self> {
+        let (loader, _) = std::sync::mpsc::channel();
+        Arc::new(PlanIndex {
+            state: RwLock::new(State::default()),
+            loader: Mutex::new(loader),
+            loads: (Mutex::new(0), Condvar::new()),
+        })
+    }
+
     /// Marks `scope` stale until the returned change is dropped and the LA
     /// read again. Call it before the write is sent.
     pub(crate) fn change(self: &Arc<Self>, scope: Scope) -> Change {

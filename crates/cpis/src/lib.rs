@@ -391,6 +391,26 @@ pub async fn with_store<W: WithStore>(config: &Config, work: W) -> Result<W::Out
     }
 }
 
+/// Opens the configured store only to read it, beside a server that may be
+/// writing to it, and hands it to `work`. The embedded store is opened
+/// without the data directory's lock, which the server holds, and starts
+/// nothing that writes ([`SqliteStore::open_to_read`]); PostgreSQL is
+/// shared by design, and opened as a node opens it.
+pub async fn with_store_to_read<W: WithStore>(
+    config: &Config,
+    work: W,
+) -> Result<W::Output, StartError> {
+    match &config.database {
+        Database::Embedded => {
+            let store = SqliteStore::open_to_read(&config.data_dir).map_err(|error| {
+                StartError(format!("cannot read the embedded database: {error}"))
+            })?;
+            work.run(Arc::new(store)).await
+        }
+        Database::Postgres(_) => with_store(config, work).await,
+    }
+}
+
 /// `cpis audit verify`: the log checked against its records and checkpoints.
 pub struct VerifyLog {
     pub key: cpis_core::audit::LogKey,

@@ -321,7 +321,7 @@ async fn verify(
             )));
         }
     };
-    cpis::with_store(&config, cpis::VerifyLog { key, held }).await
+    cpis::with_store_to_read(&config, cpis::VerifyLog { key, held }).await
 }
 
 fn upload(args: cpis::upload_client::UploadArgs) -> ExitCode {

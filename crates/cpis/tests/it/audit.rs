@@ -452,7 +452,6 @@ fn the_verify_command_reports_a_whole_log_and_an_edited_one() {
             .unwrap();
         std::fs::write(dir.path().join("held.txt"), note).unwrap();
     });
-    drop(server);
     let verify = || {
         cpis()
             .args(["audit", "verify", "--data-dir"])
@@ -460,6 +459,17 @@ fn the_verify_command_reports_a_whole_log_and_an_edited_one() {
             .output()
             .unwrap()
     };
+    // A privacy officer checks the log while the server runs and holds the
+    // data directory: the check only reads.
+    let beside = verify();
+    assert_eq!(
+        beside.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&beside.stdout),
+        String::from_utf8_lossy(&beside.stderr)
+    );
+    drop(server);
     let whole = verify();
     let said = String::from_utf8_lossy(&whole.stdout).into_owned();
     assert_eq!(
@@ -513,6 +523,42 @@ fn the_verify_command_reports_a_whole_log_and_an_edited_one() {
         said.contains("NOT whole") && said.contains("leaf 1"),
         "{said}"
     );
+}
+
+/// `cpis audit verify` changes nothing: where there is no database it
+/// makes none, and a database of an older schema it reads not at all
+/// rather than migrate it.
+#[test]
+fn the_verify_command_neither_creates_nor_migrates_a_database() {
+    use crate::support::cpis;
+    let dir = tempfile::tempdir().unwrap();
+    let key = "cpis-test+0a2b3c4d+AQABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f";
+    let verify = || {
+        cpis()
+            .args(["audit", "verify", "--key", key, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let none = verify();
+    let said = String::from_utf8_lossy(&none.stderr).into_owned();
+    assert_eq!(none.status.code(), Some(2), "{said}");
+    assert!(said.contains("no database"), "{said}");
+    assert!(!dir.path().join("cpis.db").exists());
+
+    let conn = rusqlite::Connection::open(dir.path().join("cpis.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); PRAGMA user_version = 3;",
+    )
+    .unwrap();
+    let old = verify();
+    let said = String::from_utf8_lossy(&old.stderr).into_owned();
+    assert_eq!(old.status.code(), Some(2), "{said}");
+    assert!(said.contains("schema version 3"), "{said}");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
 }
 
 async fn status_at(url: &str) -> StatusCode {
