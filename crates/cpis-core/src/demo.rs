@@ -37,6 +37,10 @@ enum Status {
     Open,
     RecentlyEnded,
     LongEnded,
+    /// Ended over a year ago, but within the three years after its end
+    /// that retention keeps a plan: for a worked example, which must still
+    /// be in its LA's list when the demo's first housekeeping has run.
+    LongEndedKept,
     Withdrawn,
 }
 
@@ -88,6 +92,10 @@ pub fn population(
             }
             Status::LongEnded => {
                 let end = today - days(rng, 366, 2500);
+                (end - days(rng, 30, 1200), Some(end))
+            }
+            Status::LongEndedKept => {
+                let end = today - days(rng, 366, 1000);
                 (end - days(rng, 30, 1200), Some(end))
             }
         };
@@ -152,7 +160,7 @@ pub fn population(
         ),
         (
             "a plan that ended over a year ago (not shown)",
-            vec![(la_a, PlanType::ChildProtection, Status::LongEnded)],
+            vec![(la_a, PlanType::ChildProtection, Status::LongEndedKept)],
         ),
         (
             "a plan withdrawn by its local authority (not shown)",
@@ -328,5 +336,35 @@ mod tests {
             .map(|e| visible_for(e.nhs_number))
             .collect();
         assert_eq!(seen, expected);
+    }
+
+    /// The demo's first housekeeping removes plans withdrawn over two years
+    /// ago and ended over three; a worked example must not be among them,
+    /// or the LA's list would not have the child the newcomer was told of.
+    #[test]
+    fn worked_examples_outlast_the_retention_of_plans() {
+        let las = reference::local_authorities().unwrap();
+        let withdrawn_before = TODAY - Duration::days(2 * 365);
+        let ended_before = withdrawn_before - Duration::days(365);
+        for seed in 0..64 {
+            let made = population(seed, &las, TODAY, 20).unwrap();
+            for example in &made.examples {
+                for plan in made
+                    .plans
+                    .iter()
+                    .filter(|p| p.nhs_number() == example.nhs_number)
+                {
+                    assert!(
+                        plan.end_date().is_none_or(|end| end >= ended_before)
+                            && plan
+                                .delete_date()
+                                .is_none_or(|gone| gone >= withdrawn_before),
+                        "seed {seed}: {:?} ({}) would be removed: {plan:?}",
+                        example.expect,
+                        example.nhs_number.digits()
+                    );
+                }
+            }
+        }
     }
 }
