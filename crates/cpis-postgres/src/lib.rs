@@ -972,10 +972,12 @@ impl Store for PgStore {
         // Two deletes that need not be atomic. An alert's window (up to 365
         // days) may outlast the feed's retention.
         let client = self.client().await?;
+        // Found by id, which carries the item's time (`OutboxItem::id`), so
+        // that no index by time costs every item an entry (migration 15).
         let removed = client
             .execute(
-                "DELETE FROM outbox WHERE created_at < $1",
-                &[&micros(before)],
+                "DELETE FROM outbox WHERE id < $1",
+                &[&log::first_id_at(before)],
             )
             .await
             .db()?;

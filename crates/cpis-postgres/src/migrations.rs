@@ -27,6 +27,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/0012_feed_index_in_bulk.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/0013_attendance_by_organisation.sql"),
+    ),
+    (
+        14,
+        include_str!("../migrations/0014_reports_by_time_bucket.sql"),
+    ),
+    (
+        15,
+        include_str!("../migrations/0015_outbox_retention_by_id.sql"),
+    ),
 ];
 
 pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {
