@@ -39,6 +39,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../migrations/0015_outbox_retention_by_id.sql"),
     ),
+    (
+        16,
+        include_str!("../migrations/0016_access_log_key_by_child.sql"),
+    ),
 ];
 
 pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {

@@ -38,6 +38,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../migrations/0015_outbox_retention_by_id.sql"),
     ),
+    (
+        16,
+        include_str!("../migrations/0016_access_log_key_by_child.sql"),
+    ),
 ];
 
 /// Brings a new database only up to `version`, as an older cpis left it,
