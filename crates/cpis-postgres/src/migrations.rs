@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../migrations/0016_access_log_key_by_child.sql"),
     ),
+    (17, include_str!("../migrations/0017_outbox_by_number.sql")),
 ];
 
 pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {

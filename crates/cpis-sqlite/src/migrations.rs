@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../migrations/0016_access_log_key_by_child.sql"),
     ),
+    (17, include_str!("../migrations/0017_outbox_by_number.sql")),
 ];
 
 /// Brings a new database only up to `version`, as an older cpis left it,
@@ -86,4 +87,72 @@ pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {
         tracing::info!(version, "applied database migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Every column of the outbox as text, row by row in id order.
+    fn outbox_rows(conn: &Connection) -> Vec<Vec<String>> {
+        let mut select = conn
+            .prepare(
+                "SELECT id, la_code, kind, payload, created_at, available_at, attempts,
+                     claimed_by, lease_until, delivered_at, last_error, push, failed_at,
+                     feed_seq, retry_since
+                 FROM outbox ORDER BY id",
+            )
+            .unwrap();
+        let rows = select
+            .query_map([], |row| {
+                (0..15)
+                    .map(|i| {
+                        let value: rusqlite::types::Value = row.get(i)?;
+                        Ok(format!("{value:?}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// Migration 17 keeps the outbox's rows by feed number: every item
+    /// comes through it whole, parked, delivered, replayed or waiting.
+    #[test]
+    fn migration_0017_keeps_every_outbox_item_whole() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply_up_to(&conn, 16);
+        conn.execute_batch(
+            "INSERT INTO outbox (id, la_code, kind, payload, created_at, available_at, attempts,
+                 claimed_by, lease_until, delivered_at, last_error, push, failed_at, feed_seq,
+                 retry_since)
+             VALUES
+                 ('0190a000-0000-7000-8000-000000000002', 'E09000007', 'access', '{\"a\":1}',
+                  20, 25, 3, 'node-1', 40, NULL, 'HTTP 500', 1, 50, 7, 45),
+                 ('0190a000-0000-7000-8000-000000000001', 'E10000016', 'repeat', '{\"b\":[1,2]}',
+                  10, 10, 0, NULL, NULL, 30, NULL, 0, NULL, 3, NULL),
+                 ('0190a000-0000-7000-8000-000000000003', 'E09000007', 'access', '{}',
+                  30, 30, 0, NULL, NULL, NULL, NULL, 1, NULL, 8, NULL);",
+        )
+        .unwrap();
+        let before = outbox_rows(&conn);
+        apply(&mut conn).unwrap();
+        assert_eq!(outbox_rows(&conn), before);
+        let keyed_by_number: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM outbox WHERE rowid = feed_seq",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(keyed_by_number, 3);
+        let duplicate_id = conn.execute(
+            "INSERT INTO outbox (feed_seq, id, la_code, kind, payload, created_at, available_at)
+             VALUES (9, '0190a000-0000-7000-8000-000000000003', 'E09000007', 'access', '{}', 1, 1)",
+            [],
+        );
+        assert!(duplicate_id.is_err(), "ids stay unique");
+    }
 }
