@@ -73,6 +73,14 @@ pub struct PgStore {
     look_writes: Group<WriteLooks>,
 }
 
+/// Whether opening the store brings the schema up to date.
+#[derive(Clone, Copy)]
+enum Migrate {
+    Apply,
+    /// Fail unless the schema is already at this cpis's version.
+    Refuse,
+}
+
 impl PgStore {
     /// Connects to `url`, checks the server answers, and applies migrations
     /// under a lock so that nodes starting together do not race.
@@ -86,6 +94,22 @@ impl PgStore {
         url: &str,
         schema: Option<&str>,
         settings: PoolSettings,
+    ) -> StoreResult<Self> {
+        Self::open(url, schema, settings, Migrate::Apply).await
+    }
+
+    /// As [`PgStore::connect`], but only to read, beside the nodes that
+    /// serve (`cpis audit verify`): nothing is migrated, and a database not
+    /// at this cpis's schema version is refused rather than brought to it.
+    pub async fn connect_to_read(url: &str, settings: PoolSettings) -> StoreResult<Self> {
+        Self::open(url, None, settings, Migrate::Refuse).await
+    }
+
+    async fn open(
+        url: &str,
+        schema: Option<&str>,
+        settings: PoolSettings,
+        migrate: Migrate,
     ) -> StoreResult<Self> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|error| {
             StoreError::Unavailable(format!("the database URL is not valid: {error}"))
@@ -127,7 +151,10 @@ impl PgStore {
                 .or_else(rows::ignore_concurrent_create)
                 .db()?;
         }
-        migrations::apply(&mut client).await?;
+        match migrate {
+            Migrate::Apply => migrations::apply(&mut client).await?,
+            Migrate::Refuse => migrations::check(&client).await?,
+        }
         Ok(store)
     }
 

@@ -46,6 +46,31 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (17, include_str!("../migrations/0017_outbox_by_number.sql")),
 ];
 
+/// Fails unless the database's schema is the one this cpis brings it to.
+pub(crate) async fn check(client: &Object) -> StoreResult<()> {
+    let newest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    let found = client
+        .query_opt("SELECT version FROM cpis_schema WHERE id = 1", &[])
+        .await;
+    let current: i64 = match found {
+        Ok(Some(row)) => row.try_get(0).db()?,
+        Ok(None) => 0,
+        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
+        Err(error) => return Err(error).db(),
+    };
+    if current == newest {
+        return Ok(());
+    }
+    let next_step = if current < newest {
+        "start `cpis serve` of this version once to bring it up to date"
+    } else {
+        "use a newer cpis"
+    };
+    Err(StoreError::Conflict(format!(
+        "the database is at schema version {current}, and this cpis reads version {newest}: {next_step}"
+    )))
+}
+
 pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {
     // Two nodes may race to create the lock table; the loser's error is harmless.
     client

@@ -31,6 +31,7 @@ use cpis_store::{
     PlanBatch, PlanPage, Recorded, RepeatCheck, Store, StoreCounts, StoreError, StoreResult,
     UploadRecord, Webhook,
 };
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -115,6 +116,8 @@ pub struct SqliteStore {
     path: PathBuf,
     jobs: JobSender,
     readers: Mutex<Vec<Connection>>,
+    /// How a reader is opened: [`open_reader`], or [`open_reader_apart`].
+    open_reader: fn(&Path) -> StoreResult<Connection>,
     /// Every plan and LA in memory too, for the looks (see `plan_index`).
     plans: Arc<PlanIndex>,
     _threads: Threads,
@@ -267,6 +270,16 @@ fn open_reader(path: &Path) -> StoreResult<Connection> {
     Ok(conn)
 }
 
+/// [`open_reader`] for the store opened only to read, which holds no lock
+/// on the data directory: closed as the database's last connection, it
+/// leaves the WAL as it is, where SQLite would copy it back and delete it.
+fn open_reader_apart(path: &Path) -> StoreResult<Connection> {
+    let conn = open_reader(path)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .db()?;
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir`, applies any
     /// migrations, and starts the writer thread.
@@ -341,6 +354,7 @@ impl SqliteStore {
             path,
             jobs,
             readers: Mutex::new(Vec::new()),
+            open_reader,
             plans,
             _threads: threads,
         })
@@ -356,12 +370,12 @@ impl SqliteStore {
     pub fn open_to_read(data_dir: &Path) -> StoreResult<Self> {
         let path = data_dir.join(DATABASE_FILE);
         if !path.is_file() {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::Conflict(format!(
                 "there is no database at {}; check the data directory (--data-dir or CPIS_DATA_DIR)",
                 path.display()
             )));
         }
-        let conn = open_reader(&path)?;
+        let conn = open_reader_apart(&path)?;
         let (current, newest) = (migrations::current(&conn)?, migrations::newest());
         if current != newest {
             let next_step = if current < newest {
@@ -379,6 +393,7 @@ impl SqliteStore {
             path,
             jobs,
             readers: Mutex::new(vec![conn]),
+            open_reader: open_reader_apart,
             plans: PlanIndex::unused(),
             _threads: Threads::default(),
         })
@@ -393,7 +408,7 @@ impl SqliteStore {
         let pooled = self.readers.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match pooled {
             Some(conn) => conn,
-            None => open_reader(&self.path)?,
+            None => (self.open_reader)(&self.path)?,
         };
         let outcome = work(&conn);
         // A connection left inside a transaction would go on reading its
@@ -415,8 +430,8 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || work(&open_reader(&path)?))
+        let (path, open) = (self.path.clone(), self.open_reader);
+        tokio::task::spawn_blocking(move || work(&open(&path)?))
             .await
             .map_err(|error| StoreError::Unavailable(format!("a long read stopped: {error}")))?
     }

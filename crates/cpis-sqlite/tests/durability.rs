@@ -109,3 +109,51 @@ async fn dropping_the_store_waits_for_the_writes_already_sent() {
         "a write ran after the store was dropped"
     );
 }
+
+/// The store opened only to read (`cpis audit verify`) holds no lock on the
+/// data directory, so it must write nothing there: not even the copy of the
+/// WAL into the database file that SQLite makes when the last connection
+/// closes. Its writes are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_opened_to_read_leaves_the_wal_and_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(dir.path()).unwrap());
+    let database = dir.path().join(DATABASE_FILE);
+    let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
+    {
+        // A server that stopped without copying its WAL back.
+        let conn = rusqlite::Connection::open(&database).unwrap();
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .unwrap();
+        conn.execute_batch(
+            "PRAGMA wal_autocheckpoint = 0;
+             INSERT INTO meta (key, value) VALUES ('left-in-the-wal', 'yes');",
+        )
+        .unwrap();
+    }
+    let (wal_before, database_before) = (
+        std::fs::read(&wal).unwrap(),
+        std::fs::read(&database).unwrap(),
+    );
+    assert!(!wal_before.is_empty());
+
+    let store = SqliteStore::open_to_read(dir.path()).unwrap();
+    assert_eq!(
+        store.meta("left-in-the-wal").await.unwrap().as_deref(),
+        Some("yes")
+    );
+    let refused = store
+        .record_access(
+            test_access(test_nhs_number(1), time::OffsetDateTime::now_utc(), true),
+            vec![],
+            None,
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    drop(store);
+    assert_eq!(std::fs::read(&wal).unwrap(), wal_before);
+    assert_eq!(std::fs::read(&database).unwrap(), database_before);
+}

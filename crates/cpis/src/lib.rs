@@ -318,14 +318,21 @@ impl Drop for AbortOnDrop {
 
 /// Connects to PostgreSQL, explaining the usual failures without the password.
 pub async fn open_postgres(url: &str) -> Result<PgStore, StartError> {
-    PgStore::connect(url, PoolSettings::default())
-        .await
-        .map_err(|error| {
-            StartError(format!(
-                "cannot use the PostgreSQL database: {}; check CPIS_DATABASE_URL and that the server is running and reachable",
-                redact(&error.to_string(), url)
-            ))
-        })
+    let connected = PgStore::connect(url, PoolSettings::default()).await;
+    connected.map_err(|error| postgres_error(&error, url))
+}
+
+/// [`open_postgres`] only to read: nothing is migrated.
+pub async fn open_postgres_to_read(url: &str) -> Result<PgStore, StartError> {
+    let connected = PgStore::connect_to_read(url, PoolSettings::default()).await;
+    connected.map_err(|error| postgres_error(&error, url))
+}
+
+fn postgres_error(error: &cpis_store::StoreError, url: &str) -> StartError {
+    StartError(format!(
+        "cannot use the PostgreSQL database: {}; check CPIS_DATABASE_URL and that the server is running and reachable",
+        redact(&error.to_string(), url)
+    ))
 }
 
 /// Removes any credentials of `url` from `message`.
@@ -394,20 +401,22 @@ pub async fn with_store<W: WithStore>(config: &Config, work: W) -> Result<W::Out
 /// Opens the configured store only to read it, beside a server that may be
 /// writing to it, and hands it to `work`. The embedded store is opened
 /// without the data directory's lock, which the server holds, and starts
-/// nothing that writes ([`SqliteStore::open_to_read`]); PostgreSQL is
-/// shared by design, and opened as a node opens it.
+/// nothing that writes ([`SqliteStore::open_to_read`]). Neither store is
+/// migrated: one at another schema version is refused.
 pub async fn with_store_to_read<W: WithStore>(
     config: &Config,
     work: W,
 ) -> Result<W::Output, StartError> {
     match &config.database {
         Database::Embedded => {
-            let store = SqliteStore::open_to_read(&config.data_dir).map_err(|error| {
-                StartError(format!("cannot read the embedded database: {error}"))
-            })?;
+            let store = SqliteStore::open_to_read(&config.data_dir)
+                .map_err(|error| StartError(format!("cannot read the embedded store: {error}")))?;
             work.run(Arc::new(store)).await
         }
-        Database::Postgres(_) => with_store(config, work).await,
+        Database::Postgres(url) => {
+            let store = open_postgres_to_read(url.expose()).await?;
+            work.run(Arc::new(store)).await
+        }
     }
 }
 
