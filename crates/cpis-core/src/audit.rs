@@ -558,13 +558,7 @@ pub async fn verify_log_against<S: Store>(
     // shortest audit period, is itself a leaf placed after every leaf
     // it excuses, and excuses no more records than it says it removed
     // (all checked below as the leaves pass, and at the end).
-    let mut retentions: Vec<RetentionRecord> = store
-        .retention_records()
-        .await?
-        .into_iter()
-        .filter(|retention| retention.access_before <= retention.at - MIN_AUDIT_PERIOD)
-        .collect();
-    retentions.sort_by_key(|retention| retention.at);
+    let mut retentions = retentions_excusing(store).await?;
     // Retention id -> (records excused, highest leaf index excused).
     let mut excused: HashMap<Uuid, (u64, u64)> = HashMap::new();
     let mut retention_leaves: HashMap<Uuid, u64> = HashMap::new();
@@ -596,16 +590,29 @@ pub async fn verify_log_against<S: Store>(
             let hash = match entry.record.hash() {
                 Some(hash) => hash,
                 None => {
-                    let pruned_by = (leaf.kind == cpis_store::log::LogKind::Access)
-                        .then(|| {
-                            retentions.iter().find(|retention| {
-                                leaf.record_id < first_id_at(retention.access_before)
-                            })
-                        })
-                        .flatten();
+                    let is_access = leaf.kind == cpis_store::log::LogKind::Access;
+                    let covering = |retentions: &[RetentionRecord]| {
+                        retentions
+                            .iter()
+                            .find(|retention| leaf.record_id < first_id_at(retention.access_before))
+                            .map(|retention| retention.id)
+                    };
+                    let mut pruned_by = is_access.then(|| covering(&retentions)).flatten();
+                    if is_access && pruned_by.is_none() {
+                        // Checked beside a running server, the housekeeping
+                        // may have removed records since the retention
+                        // records were read; a removal commits its record
+                        // with its deletions, so reading them again now
+                        // finds it. A record still not excused fails the
+                        // check, so they are read again once for each
+                        // removal made during the check, and once before
+                        // a failure.
+                        retentions = retentions_excusing(store).await?;
+                        pruned_by = covering(&retentions);
+                    }
                     match pruned_by {
                         Some(retention) => {
-                            let (count, highest) = excused.entry(retention.id).or_insert((0, 0));
+                            let (count, highest) = excused.entry(retention).or_insert((0, 0));
                             *count += 1;
                             *highest = expected;
                             report.pruned += 1;
@@ -700,6 +707,19 @@ pub async fn verify_log_against<S: Store>(
         );
     }
     Ok(report)
+}
+
+/// The retention records that may excuse missing access records: those
+/// that kept at least the shortest audit period, oldest first.
+async fn retentions_excusing<S: Store>(store: &S) -> Result<Vec<RetentionRecord>, CoreError> {
+    let mut retentions: Vec<RetentionRecord> = store
+        .retention_records()
+        .await?
+        .into_iter()
+        .filter(|retention| retention.access_before <= retention.at - MIN_AUDIT_PERIOD)
+        .collect();
+    retentions.sort_by_key(|retention| retention.at);
+    Ok(retentions)
 }
 
 fn check_checkpoint(key: &LogKey, checkpoint: &Checkpoint, root: Hash) -> Option<String> {
