@@ -135,8 +135,8 @@ pub struct OutboxItem {
     /// A UUIDv7 made from the item's creation time as it is written
     /// ([`log::id_at`]; items written before schema version 15 have ids
     /// from the clock a moment later): stable across retries, so receivers
-    /// can drop duplicates, and the embedded store finds items past the
-    /// feed's retention by it. (A replayed item is read back with the time
+    /// can drop duplicates, and both stores find items past the feed's
+    /// retention by it. (A replayed item is read back with the time
     /// of its replay as `created_at`; its id keeps the first.)
     pub id: Uuid,
     pub la: LaCode,
