@@ -90,12 +90,13 @@ pub fn population(
                 let end = today - days(rng, 0, 365);
                 (end - days(rng, 30, 1200), Some(end))
             }
-            Status::LongEnded => {
-                let end = today - days(rng, 366, 2500);
-                (end - days(rng, 30, 1200), Some(end))
-            }
-            Status::LongEndedKept => {
-                let end = today - days(rng, 366, 1000);
+            Status::LongEnded | Status::LongEndedKept => {
+                let oldest = if status == Status::LongEnded {
+                    2500
+                } else {
+                    1000
+                };
+                let end = today - days(rng, 366, oldest);
                 (end - days(rng, 30, 1200), Some(end))
             }
         };

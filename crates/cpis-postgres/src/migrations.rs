@@ -46,9 +46,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (17, include_str!("../migrations/0017_outbox_by_number.sql")),
 ];
 
+/// The schema version this cpis brings a database to.
+fn newest() -> i64 {
+    MIGRATIONS.last().map_or(0, |(version, _)| *version)
+}
+
 /// Fails unless the database's schema is the one this cpis brings it to.
 pub(crate) async fn check(client: &Object) -> StoreResult<()> {
-    let newest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
     let found = client
         .query_opt("SELECT version FROM cpis_schema WHERE id = 1", &[])
         .await;
@@ -58,17 +62,7 @@ pub(crate) async fn check(client: &Object) -> StoreResult<()> {
         Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
         Err(error) => return Err(error).db(),
     };
-    if current == newest {
-        return Ok(());
-    }
-    let next_step = if current < newest {
-        "start `cpis serve` of this version once to bring it up to date"
-    } else {
-        "use a newer cpis"
-    };
-    Err(StoreError::Conflict(format!(
-        "the database is at schema version {current}, and this cpis reads version {newest}: {next_step}"
-    )))
+    cpis_store::refuse_other_schema("the database", current, newest())
 }
 
 pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {
@@ -96,7 +90,7 @@ pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {
         .await
         .db()?
         .get(0);
-    let newest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    let newest = newest();
     if current > newest {
         return Err(StoreError::Conflict(format!(
             "the database is at schema version {current}, newer than this cpis knows ({newest}); run a newer cpis"

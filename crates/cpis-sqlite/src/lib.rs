@@ -376,18 +376,11 @@ impl SqliteStore {
             )));
         }
         let conn = open_reader_apart(&path)?;
-        let (current, newest) = (migrations::current(&conn)?, migrations::newest());
-        if current != newest {
-            let next_step = if current < newest {
-                "start `cpis serve` of this version once to bring it up to date"
-            } else {
-                "use a newer cpis"
-            };
-            return Err(StoreError::Conflict(format!(
-                "the database at {} is at schema version {current}, and this cpis reads version {newest}: {next_step}",
-                path.display()
-            )));
-        }
+        cpis_store::refuse_other_schema(
+            &format!("the database at {}", path.display()),
+            migrations::current(&conn)?,
+            migrations::newest(),
+        )?;
         let (jobs, _) = tokio::sync::mpsc::channel(1);
         Ok(SqliteStore {
             path,

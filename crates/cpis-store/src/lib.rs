@@ -53,6 +53,24 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Fails unless `database`, at schema version `current`, is at `newest`,
+/// the version this cpis's migrations bring a database to: for a store
+/// opened only to read, which migrates nothing and could misread another
+/// version.
+pub fn refuse_other_schema(database: &str, current: i64, newest: i64) -> StoreResult<()> {
+    if current == newest {
+        return Ok(());
+    }
+    let next_step = if current < newest {
+        "start `cpis serve` of this version once to bring it up to date"
+    } else {
+        "use a newer cpis"
+    };
+    Err(StoreError::Conflict(format!(
+        "{database} is at schema version {current}, and this cpis reads version {newest}: {next_step}"
+    )))
+}
+
 /// One batch of plans from one local authority, applied all or nothing.
 #[derive(Debug)]
 pub struct PlanBatch {
