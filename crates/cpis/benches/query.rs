@@ -359,19 +359,25 @@ fn open_loop(
         // A tail from one stall and a tail spread over the run call for
         // different causes: the second whose looks fared worst says which.
         let per_second = usize::try_from(rate).unwrap_or(usize::MAX).max(1);
-        let (worst, worst_p99) = latencies
+        let by_second: Vec<f64> = latencies
             .chunks(per_second)
             .map(|second| {
                 let mut second = second.to_vec();
                 second.sort_by(f64::total_cmp);
                 common::quantile(&second, 0.99)
             })
+            .collect();
+        let (worst, worst_p99) = by_second
+            .iter()
+            .copied()
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .unwrap_or_default();
+        let each: Vec<String> = by_second.iter().map(|p99| format!("{p99:.1}")).collect();
         let failed = format!(
-            "{failed}; the worst second was the {} of {seconds} (its p99 {worst_p99:.2} ms)",
-            ordinal(worst + 1)
+            "{failed}; the worst second was the {} of {seconds} (its p99 {worst_p99:.2} ms; each second's p99 {} ms)",
+            ordinal(worst + 1),
+            each.join(" / ")
         );
         latencies.sort_by(f64::total_cmp);
         (
