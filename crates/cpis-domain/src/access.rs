@@ -19,7 +19,10 @@ pub const ACCESS_HISTORY_SAME_PERSON_WINDOW: Duration = Duration::hours(24);
 /// One look at one NHS number, written before the answer leaves the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessRecord {
-    /// A UUIDv7, so that ids sort by time on every node without a sequence.
+    /// A UUIDv7 of `at` itself (`cpis_store::log::id_at`), so that ids sort
+    /// by time on every node without a sequence, and the stores find the
+    /// records of a span of time by id: retention's old ones, PostgreSQL's
+    /// reports by user or organisation.
     pub id: Uuid,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use cpis_domain::{
     AccessRecord, Attendance, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan,
 };
-use cpis_store::encoding::{corrupt, from_micros};
+use cpis_store::encoding::{BucketWalk, corrupt, from_micros, report_bucket};
 use cpis_store::log::{
     self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord, ReportRecord, RetentionRecord,
 };
@@ -1048,43 +1048,32 @@ impl Store for PgStore {
 
     async fn accesses(&self, query: AccessQuery) -> StoreResult<Vec<AccessRecord>> {
         let client = self.client().await?;
-        let (after_at, after_id) = query
-            .after
-            .map_or((i64::MIN, Uuid::nil()), |(at, id)| (micros(at), id));
-        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-        let range = "at >= $2 AND at < $3 AND (at, id) > ($4, $5) ORDER BY at, id LIMIT $6";
-        let (from, to) = (micros(query.from), micros(query.to));
-        let rows = match &query.filter {
+        match &query.filter {
             AccessFilter::NhsNumber(number) => {
-                client
+                let (after_at, after_id) = cursor(&query);
+                let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+                let (from, to) = (micros(query.from), micros(query.to));
+                let rows = client
                     .query(
-                        &format!("{} WHERE nhs_number = $1 AND {range}", rows::SELECT_ACCESS),
+                        &format!(
+                            "{} WHERE nhs_number = $1 AND at >= $2 AND at < $3
+                                 AND (at, id) > ($4, $5) ORDER BY at, id LIMIT $6",
+                            rows::SELECT_ACCESS
+                        ),
                         &[&nhs(*number), &from, &to, &after_at, &after_id, &limit],
                     )
                     .await
+                    .db()?;
+                rows.iter().map(rows::access).collect()
             }
             AccessFilter::User(user) => {
-                client
-                    .query(
-                        &format!("{} WHERE user_id = $1 AND {range}", rows::SELECT_ACCESS),
-                        &[user, &from, &to, &after_at, &after_id, &limit],
-                    )
-                    .await
+                accesses_by_bucket(&client, "access_user_bucket", "user_id", user, &query).await
             }
             AccessFilter::Organisation(code) => {
-                client
-                    .query(
-                        &format!(
-                            "{} WHERE organisation_code = $1 AND {range}",
-                            rows::SELECT_ACCESS
-                        ),
-                        &[&code.as_str(), &from, &to, &after_at, &after_id, &limit],
-                    )
-                    .await
+                let (table, column) = ("access_organisation_bucket", "organisation_code");
+                accesses_by_bucket(&client, table, column, code.as_str(), &query).await
             }
         }
-        .db()?;
-        rows.iter().map(rows::access).collect()
     }
 
     async fn apply_retention(&self, retention: RetentionRecord) -> StoreResult<RetentionRecord> {
@@ -1098,6 +1087,30 @@ impl Store for PgStore {
             )
             .await
             .db()?;
+        if retention.removed_access > 0 {
+            // The report buckets older than every look left (all of them if
+            // none is left), the oldest look's time read from its id.
+            let oldest: Option<Uuid> = tx
+                .query_opt("SELECT id FROM access_log ORDER BY id LIMIT 1", &[])
+                .await
+                .db()?
+                .map(|row| row.try_get(0))
+                .transpose()
+                .map_err(corrupt)?;
+            let before = match oldest {
+                None => i64::MAX,
+                // A record's time is never before its id's.
+                Some(id) => log::id_time(id).map_or(i64::MIN, |at| report_bucket(micros(at))),
+            };
+            for table in ["access_user_bucket", "access_organisation_bucket"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE bucket < $1"),
+                    &[&before],
+                )
+                .await
+                .db()?;
+            }
+        }
         retention.removed_plans = tx
             .execute(
                 "DELETE FROM plan WHERE delete_date < $1 OR end_date < $2
@@ -1413,4 +1426,73 @@ impl Store for PgStore {
             .db()?;
         Ok(())
     }
+}
+
+/// A report page's cursor as the statements bind it: from the beginning of
+/// time on a first page.
+fn cursor(query: &AccessQuery) -> (i64, Uuid) {
+    query
+        .after
+        .map_or((i64::MIN, Uuid::nil()), |(at, id)| (micros(at), id))
+}
+
+/// One page of a report by user or organisation (`column` of both
+/// `access_log` and the bucket `table`): the subject's buckets in the
+/// query's range, in order, and in each the subject's looks in `(at, id)`
+/// order. A bucket's looks are found through `access_log_id` by the range
+/// of ids their time spans (migration 18), widened by
+/// [`log::ID_TIME_SLACK`].
+async fn accesses_by_bucket(
+    client: &Object,
+    table: &str,
+    column: &str,
+    subject: &str,
+    query: &AccessQuery,
+) -> StoreResult<Vec<AccessRecord>> {
+    let mut page = Vec::new();
+    let Some(walk) = BucketWalk::of(query) else {
+        return Ok(page);
+    };
+    let (after_at, after_id) = cursor(query);
+    let buckets = client
+        .query(
+            &format!(
+                "SELECT bucket FROM {table} WHERE {column} = $1 AND bucket >= $2 AND bucket <= $3
+                 ORDER BY bucket"
+            ),
+            &[&subject, &walk.first, &walk.last],
+        )
+        .await
+        .db()?;
+    let looks = client
+        .prepare_cached(&format!(
+            "{} WHERE id >= $1 AND id < $2 AND at >= $3 AND at < $4 AND {column} = $5
+                 AND (at, id) > ($6, $7)
+             ORDER BY at, id LIMIT $8",
+            rows::SELECT_ACCESS
+        ))
+        .await
+        .db()?;
+    for row in &buckets {
+        let (begins, ends) = walk.range(row.try_get(0).map_err(corrupt)?);
+        let lowest = log::first_id_at(from_micros(begins)? - log::ID_TIME_SLACK);
+        let beyond = log::first_id_at(from_micros(ends)? + log::ID_TIME_SLACK);
+        let wanted = i64::try_from(query.limit - page.len()).unwrap_or(i64::MAX);
+        let found = client
+            .query(
+                &looks,
+                &[
+                    &lowest, &beyond, &begins, &ends, &subject, &after_at, &after_id, &wanted,
+                ],
+            )
+            .await
+            .db()?;
+        for look in &found {
+            page.push(rows::access(look)?);
+        }
+        if page.len() >= query.limit {
+            break;
+        }
+    }
+    Ok(page)
 }

@@ -44,6 +44,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/0016_access_log_key_by_child.sql"),
     ),
     (17, include_str!("../migrations/0017_outbox_by_number.sql")),
+    (
+        18,
+        include_str!("../migrations/0018_reports_by_time_bucket.sql"),
+    ),
 ];
 
 /// The schema version this cpis brings a database to.
@@ -107,4 +111,122 @@ pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {
         tracing::info!(version, "applied database migration");
     }
     tx.commit().await.db()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use cpis_domain::OdsCode;
+    use cpis_store::conformance::{test_access, test_nhs_number};
+    use cpis_store::{AccessFilter, AccessQuery, Store};
+    use time::macros::datetime;
+    use time::{Duration, OffsetDateTime};
+
+    use super::MIGRATIONS;
+    use crate::testing::TestSchema;
+
+    /// Migration 18 buckets the looks already recorded, so that the reports
+    /// that now read by bucket still find every one of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn migration_0018_buckets_the_looks_already_recorded() {
+        let Some(schema) = TestSchema::new("the migration 18 test") else {
+            return;
+        };
+        schema.create_empty().await;
+        let (client, connection) =
+            tokio_postgres::connect(&schema.url_with_search_path(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "CREATE TABLE cpis_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL);
+                            INSERT INTO cpis_schema (id, version) VALUES (1, 17);",
+            )
+            .await
+            .unwrap();
+        for (_, sql) in MIGRATIONS.iter().filter(|(version, _)| *version <= 17) {
+            client.batch_execute(sql).await.unwrap();
+        }
+        // Three users of two organisations, over a few minutes: many
+        // buckets, some shared.
+        let start = datetime!(2026-12-08 09:00 UTC);
+        let looks: Vec<_> = (0..60)
+            .map(|n| {
+                let at = start + Duration::seconds(i64::from(n) * 7);
+                let mut look = test_access(test_nhs_number(n), at, n % 5 != 0);
+                look.id = cpis_store::log::id_at(at);
+                look.user_id = format!("55500000000{}", n % 3);
+                look.organisation_code =
+                    OdsCode::parse(["X99ED", "ZZB02"][n as usize % 2]).unwrap();
+                look
+            })
+            .collect();
+        for look in &looks {
+            client
+                .execute(
+                    "INSERT INTO access_log (id, at, nhs_number, user_id, user_name, role_code,
+                         role_name, activity_code, organisation_code, organisation_name,
+                         setting_type, unscheduled, returned, request_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, '[]', $13)",
+                    &[
+                        &look.id,
+                        &crate::rows::micros(look.at),
+                        &crate::rows::nhs(look.nhs_number),
+                        &look.user_id,
+                        &look.user_name,
+                        &look.role_code,
+                        &look.role_name,
+                        &look.activity_code,
+                        &look.organisation_code.as_str(),
+                        &look.organisation_name,
+                        &look.setting_type.code(),
+                        &look.unscheduled,
+                        &look.request_id,
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        let store = schema.store().await;
+        let version: i64 = client
+            .query_one("SELECT version FROM cpis_schema WHERE id = 1", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(version, super::newest());
+        let query = |filter| AccessQuery {
+            filter,
+            from: OffsetDateTime::UNIX_EPOCH,
+            to: start + Duration::days(1),
+            after: None,
+            limit: 1000,
+        };
+        let filters = (0..3)
+            .map(|n| AccessFilter::User(format!("55500000000{n}")))
+            .chain(
+                ["X99ED", "ZZB02"]
+                    .map(|code| AccessFilter::Organisation(OdsCode::parse(code).unwrap())),
+            );
+        for filter in filters {
+            let expected: Vec<_> = looks
+                .iter()
+                .filter(|look| match &filter {
+                    AccessFilter::User(user) => look.user_id == *user,
+                    AccessFilter::Organisation(code) => look.organisation_code == *code,
+                    AccessFilter::NhsNumber(_) => unreachable!(),
+                })
+                .map(|look| look.id)
+                .collect();
+            let found: Vec<_> = store
+                .accesses(query(filter.clone()))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|look| look.id)
+                .collect();
+            assert_eq!(found, expected, "{filter:?}");
+        }
+    }
 }

@@ -43,6 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/0016_access_log_key_by_child.sql"),
     ),
     (17, include_str!("../migrations/0017_outbox_by_number.sql")),
+    (
+        18,
+        include_str!("../migrations/0018_reports_by_time_bucket.sql"),
+    ),
 ];
 
 /// Brings a new database only up to `version`, as an older cpis left it,

@@ -47,7 +47,7 @@ fn store_error(error: rusqlite::Error) -> StoreError {
     }
 }
 
-use cpis_store::encoding::{corrupt, from_micros, nhs_from};
+use cpis_store::encoding::{BucketWalk, corrupt, from_micros, nhs_from, report_bucket};
 pub(crate) use cpis_store::encoding::{micros, nhs};
 
 fn date_from(value: &str) -> StoreResult<Date> {
@@ -280,26 +280,6 @@ pub(crate) fn access_at(row: &Row<'_>, o: usize) -> rusqlite::Result<StoreResult
     })())
 }
 
-/// How finely the reports by user and by organisation find looks: a look
-/// at `at` (in microseconds) is in bucket `at >> REPORT_BUCKET_SHIFT`, about
-/// 4.2 s wide. Migration 0014 computes the same with its own literal.
-///
-/// Wider buckets mean fewer bucket rows to write when many clinicians look
-/// at once; narrower ones, fewer other looks for a report to read past.
-/// At 4.2 s the thousand clinicians of the query benchmark write a bucket
-/// row for under one look in a hundred, and a report at national volumes
-/// (a few looks a second) reads a few dozen looks per bucket.
-const REPORT_BUCKET_SHIFT: u32 = 22;
-
-fn report_bucket(at_micros: i64) -> i64 {
-    at_micros >> REPORT_BUCKET_SHIFT
-}
-
-/// Where bucket `bucket` begins, in microseconds.
-fn bucket_start(bucket: i64) -> i64 {
-    bucket.saturating_mul(1 << REPORT_BUCKET_SHIFT)
-}
-
 /// Writes `record`, with what it returned already as JSON (`returned_json`),
 /// serialised by the caller off the writer thread.
 pub(crate) fn insert_access(
@@ -461,12 +441,11 @@ pub(crate) fn accesses_by_bucket(
     subject: &BucketedSubject,
     query: &AccessQuery,
 ) -> StoreResult<Vec<AccessRecord>> {
-    let (from, to) = (micros(query.from), micros(query.to));
     let (after_at, after_id) = cursor(query);
     let mut page = Vec::new();
-    if from >= to || query.limit == 0 {
+    let Some(walk) = BucketWalk::of(query) else {
         return Ok(page);
-    }
+    };
     let mut buckets = conn
         .prepare_cached(&format!(
             "SELECT bucket FROM {} WHERE {} = ?1 AND bucket >= ?2 AND bucket <= ?3
@@ -475,13 +454,12 @@ pub(crate) fn accesses_by_bucket(
         ))
         .db()?;
     let mut looks = conn.prepare_cached(&looks_in_bucket(subject.column)).db()?;
-    let first = report_bucket(from.max(after_at));
-    let last = report_bucket(to - 1);
-    let mut bucket_rows = buckets.query(params![subject.value, first, last]).db()?;
+    let mut bucket_rows = buckets
+        .query(params![subject.value, walk.first, walk.last])
+        .db()?;
     while let Some(row) = bucket_rows.next().db()? {
         let bucket: i64 = row.get(0).db()?;
-        let begins = bucket_start(bucket).max(from).max(after_at);
-        let ends = bucket_start(bucket.saturating_add(1)).min(to);
+        let (begins, ends) = walk.range(bucket);
         let wanted = query.limit - page.len();
         let found = looks
             .query_map(
@@ -1033,6 +1011,7 @@ pub(crate) fn attendances_of(
 mod tests {
     use super::*;
     use cpis_store::conformance::{test_access, test_nhs_number};
+    use cpis_store::encoding::REPORT_BUCKET_SHIFT;
     use rusqlite::StatementStatus;
     use time::Duration;
     use time::macros::datetime;

@@ -144,7 +144,7 @@ pub fn batch(la: &str, plans: Vec<Plan>, snapshot: Option<Snapshot>) -> PlanBatc
 
 pub fn test_access(nhs_number: NhsNumber, at: OffsetDateTime, unscheduled: bool) -> AccessRecord {
     AccessRecord {
-        id: Uuid::now_v7(),
+        id: crate::log::id_at(at),
         at,
         nhs_number,
         user_id: "555000000001".to_owned(),
