@@ -13,7 +13,17 @@
 -- plans then read a child's attendances through it instead of the key.
 -- pgbench of the looks' insert alone (1.7 million records, batches of 40,
 -- three interleaved rounds): 613 to 733 batches a second with the two
--- indexes, 725 to 821 with the buckets and an index by time instead.
+-- indexes, 725 to 821 with the buckets and an index by time instead; the
+-- buckets written by the trigger below rather than by the looks' own
+-- statement were no slower (540 to 647 against 569 to 595).
+--
+-- A trigger writes the buckets, once per statement, so that every insert
+-- has them, whoever makes it: a node of an older cpis still running while
+-- others upgrade, too. Each statement writes its buckets in order, so that
+-- two statements that both write new ones take their locks in one order.
+-- The log is locked against inserts until this commits, so that no look
+-- falls between the filling of the buckets below and the trigger.
+LOCK TABLE access_log IN SHARE MODE;
 CREATE TABLE access_user_bucket (
     user_id TEXT NOT NULL,
     bucket  BIGINT NOT NULL,
@@ -27,6 +37,20 @@ CREATE TABLE access_organisation_bucket (
 -- Retention removes the buckets older than the log by these.
 CREATE INDEX access_user_bucket_by_bucket ON access_user_bucket (bucket);
 CREATE INDEX access_organisation_bucket_by_bucket ON access_organisation_bucket (bucket);
+CREATE FUNCTION access_log_buckets() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO access_user_bucket (user_id, bucket)
+        SELECT DISTINCT user_id, at >> 22 FROM looks ORDER BY 1, 2
+        ON CONFLICT DO NOTHING;
+    INSERT INTO access_organisation_bucket (organisation_code, bucket)
+        SELECT DISTINCT organisation_code, at >> 22 FROM looks ORDER BY 1, 2
+        ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER access_log_buckets AFTER INSERT ON access_log
+    REFERENCING NEW TABLE AS looks
+    FOR EACH STATEMENT EXECUTE FUNCTION access_log_buckets();
 INSERT INTO access_user_bucket (user_id, bucket)
     SELECT DISTINCT user_id, at >> 22 FROM access_log;
 INSERT INTO access_organisation_bucket (organisation_code, bucket)

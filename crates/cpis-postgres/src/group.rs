@@ -590,9 +590,7 @@ struct Columns<'a> {
 /// took PostgreSQL 90 ms a second and cut the looks a second by a quarter
 /// (numbering the feed afterwards cost the same whenever an LA read it).
 /// The cost is that write batches commit one after another, so one task
-/// sends them ([`WRITE_TASKS`]). The report buckets a batch's looks fall in
-/// are written in order, so that two batches (from two nodes) that both
-/// write a new one take their locks in one order.
+/// sends them ([`WRITE_TASKS`]).
 const INSERT: &str = "WITH place AS (
         UPDATE log_sequencer SET next = next + cardinality($16::uuid[])
         WHERE id = 1 AND cardinality($16::uuid[]) > 0
@@ -608,16 +606,6 @@ const INSERT: &str = "WITH place AS (
         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
             $12::boolean[], $13::jsonb[], $14::text[])
-    ), user_bucket AS (
-        INSERT INTO access_user_bucket (user_id, bucket)
-        SELECT DISTINCT u, at >> 22 FROM unnest($4::text[], $2::bigint[]) AS b (u, at)
-        ORDER BY 1, 2
-        ON CONFLICT DO NOTHING
-    ), organisation_bucket AS (
-        INSERT INTO access_organisation_bucket (organisation_code, bucket)
-        SELECT DISTINCT o, at >> 22 FROM unnest($9::text[], $2::bigint[]) AS b (o, at)
-        ORDER BY 1, 2
-        ON CONFLICT DO NOTHING
     ), leaf AS (
         INSERT INTO log_leaf (record_id, kind, hash, idx)
         SELECT l.id, $15::text, l.hash, place.first + l.n - 1
@@ -740,22 +728,6 @@ mod tests {
 
     use super::*;
     use crate::testing::TestSchema;
-
-    /// The looks' statement and migration 18 put a look in the bucket the
-    /// reports read it from.
-    #[test]
-    fn looks_are_bucketed_as_reports_read_them() {
-        use cpis_store::encoding::REPORT_BUCKET_SHIFT;
-        let shifted = format!("at >> {REPORT_BUCKET_SHIFT}");
-        assert_eq!(INSERT.matches(&shifted).count(), 2);
-        let migration = include_str!("../migrations/0018_reports_by_time_bucket.sql");
-        assert_eq!(
-            migration
-                .matches(&format!("{shifted} FROM access_log"))
-                .count(),
-            2
-        );
-    }
 
     #[test]
     fn each_look_is_told_whether_its_own_items_are_pushed() {

@@ -117,7 +117,7 @@ pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use cpis_domain::OdsCode;
+    use cpis_domain::{AccessRecord, OdsCode};
     use cpis_store::conformance::{test_access, test_nhs_number};
     use cpis_store::{AccessFilter, AccessQuery, Store};
     use time::macros::datetime;
@@ -126,10 +126,19 @@ mod tests {
     use super::MIGRATIONS;
     use crate::testing::TestSchema;
 
-    /// Migration 18 buckets the looks already recorded, so that the reports
-    /// that now read by bucket still find every one of them.
+    /// Migration 18 buckets looks as the reports read them.
+    #[test]
+    fn migration_0018_buckets_as_the_reports_read() {
+        let shifted = format!("at >> {}", cpis_store::encoding::REPORT_BUCKET_SHIFT);
+        let migration = include_str!("../migrations/0018_reports_by_time_bucket.sql");
+        assert_eq!(migration.matches(&shifted).count(), 4);
+    }
+
+    /// Migration 18 buckets the looks already recorded and every look
+    /// written after it, so that the reports that now read by bucket still
+    /// find every one of them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn migration_0018_buckets_the_looks_already_recorded() {
+    async fn migration_0018_buckets_every_look_before_and_after_it() {
         let Some(schema) = TestSchema::new("the migration 18 test") else {
             return;
         };
@@ -163,33 +172,46 @@ mod tests {
                 look
             })
             .collect();
-        for look in &looks {
-            client
-                .execute(
-                    "INSERT INTO access_log (id, at, nhs_number, user_id, user_name, role_code,
+        let insert = |look: &AccessRecord| {
+            let client = &client;
+            let look = look.clone();
+            async move {
+                client
+                    .execute(
+                        "INSERT INTO access_log (id, at, nhs_number, user_id, user_name, role_code,
                          role_name, activity_code, organisation_code, organisation_name,
                          setting_type, unscheduled, returned, request_id)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, '[]', $13)",
-                    &[
-                        &look.id,
-                        &crate::rows::micros(look.at),
-                        &crate::rows::nhs(look.nhs_number),
-                        &look.user_id,
-                        &look.user_name,
-                        &look.role_code,
-                        &look.role_name,
-                        &look.activity_code,
-                        &look.organisation_code.as_str(),
-                        &look.organisation_name,
-                        &look.setting_type.code(),
-                        &look.unscheduled,
-                        &look.request_id,
-                    ],
-                )
-                .await
-                .unwrap();
+                        &[
+                            &look.id,
+                            &crate::rows::micros(look.at),
+                            &crate::rows::nhs(look.nhs_number),
+                            &look.user_id,
+                            &look.user_name,
+                            &look.role_code,
+                            &look.role_name,
+                            &look.activity_code,
+                            &look.organisation_code.as_str(),
+                            &look.organisation_name,
+                            &look.setting_type.code(),
+                            &look.unscheduled,
+                            &look.request_id,
+                        ],
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+        let (before, after) = looks.split_at(50);
+        for look in before {
+            insert(look).await;
         }
         let store = schema.store().await;
+        // Written after the migration by a statement of its own, as a node
+        // of an older cpis still running would: bucketed all the same.
+        for look in after {
+            insert(look).await;
+        }
         let version: i64 = client
             .query_one("SELECT version FROM cpis_schema WHERE id = 1", &[])
             .await
