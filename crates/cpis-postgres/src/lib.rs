@@ -1088,20 +1088,12 @@ impl Store for PgStore {
             .await
             .db()?;
         if retention.removed_access > 0 {
-            // The report buckets older than every look left (all of them if
-            // none is left), the oldest look's time read from its id.
-            let oldest: Option<Uuid> = tx
-                .query_opt("SELECT id FROM access_log ORDER BY id LIMIT 1", &[])
-                .await
-                .db()?
-                .map(|row| row.try_get(0))
-                .transpose()
-                .map_err(corrupt)?;
-            let before = match oldest {
-                None => i64::MAX,
-                // A record's time is never before its id's.
-                Some(id) => log::id_time(id).map_or(i64::MIN, |at| report_bucket(micros(at))),
-            };
+            // The report buckets before every look left: each has an id of
+            // `access_before`'s millisecond or later, and a record's time
+            // is never before its id's. Looks committed meanwhile are new.
+            let before = report_bucket(micros(
+                retention.access_before - time::Duration::milliseconds(1),
+            ));
             for table in ["access_user_bucket", "access_organisation_bucket"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE bucket < $1"),
@@ -1436,12 +1428,14 @@ fn cursor(query: &AccessQuery) -> (i64, Uuid) {
         .map_or((i64::MIN, Uuid::nil()), |(at, id)| (micros(at), id))
 }
 
+/// How many of a subject's buckets a report reads at a time.
+const BUCKETS_AT_A_TIME: usize = 64;
+
 /// One page of a report by user or organisation (`column` of both
 /// `access_log` and the bucket `table`): the subject's buckets in the
 /// query's range, in order, and in each the subject's looks in `(at, id)`
 /// order. A bucket's looks are found through `access_log_id` by the range
-/// of ids their time spans (migration 18), widened by
-/// [`log::ID_TIME_SLACK`].
+/// of ids their time spans (migration 18).
 async fn accesses_by_bucket(
     client: &Object,
     table: &str,
@@ -1454,14 +1448,14 @@ async fn accesses_by_bucket(
         return Ok(page);
     };
     let (after_at, after_id) = cursor(query);
+    // The subject's buckets a chunk at a time, as the page needs them: a
+    // busy organisation has thousands a day, and a report's range has no
+    // limit.
     let buckets = client
-        .query(
-            &format!(
-                "SELECT bucket FROM {table} WHERE {column} = $1 AND bucket >= $2 AND bucket <= $3
-                 ORDER BY bucket"
-            ),
-            &[&subject, &walk.first, &walk.last],
-        )
+        .prepare_cached(&format!(
+            "SELECT bucket FROM {table} WHERE {column} = $1 AND bucket >= $2 AND bucket <= $3
+             ORDER BY bucket LIMIT {BUCKETS_AT_A_TIME}"
+        ))
         .await
         .db()?;
     let looks = client
@@ -1473,24 +1467,38 @@ async fn accesses_by_bucket(
         ))
         .await
         .db()?;
-    for row in &buckets {
-        let (begins, ends) = walk.range(row.try_get(0).map_err(corrupt)?);
-        let lowest = log::first_id_at(from_micros(begins)? - log::ID_TIME_SLACK);
-        let beyond = log::first_id_at(from_micros(ends)? + log::ID_TIME_SLACK);
-        let wanted = i64::try_from(query.limit - page.len()).unwrap_or(i64::MAX);
-        let found = client
-            .query(
-                &looks,
-                &[
-                    &lowest, &beyond, &begins, &ends, &subject, &after_at, &after_id, &wanted,
-                ],
-            )
+    let mut next = walk.first;
+    loop {
+        let chunk = client
+            .query(&buckets, &[&subject, &next, &walk.last])
             .await
             .db()?;
-        for look in &found {
-            page.push(rows::access(look)?);
+        for row in &chunk {
+            let bucket: i64 = row.try_get(0).map_err(corrupt)?;
+            next = bucket.saturating_add(1);
+            let (begins, ends) = walk.range(bucket);
+            // A look's id is of its time's millisecond or, for the first
+            // days' records, up to ID_TIME_SLACK before it.
+            let lowest = log::first_id_at(from_micros(begins)? - log::ID_TIME_SLACK);
+            let beyond = log::first_id_at(from_micros(ends)? + time::Duration::milliseconds(1));
+            let wanted = i64::try_from(query.limit - page.len()).unwrap_or(i64::MAX);
+            let found = client
+                .query(
+                    &looks,
+                    &[
+                        &lowest, &beyond, &begins, &ends, &subject, &after_at, &after_id, &wanted,
+                    ],
+                )
+                .await
+                .db()?;
+            for look in &found {
+                page.push(rows::access(look)?);
+            }
+            if page.len() >= query.limit {
+                return Ok(page);
+            }
         }
-        if page.len() >= query.limit {
+        if chunk.len() < BUCKETS_AT_A_TIME {
             break;
         }
     }

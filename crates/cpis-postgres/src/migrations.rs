@@ -86,6 +86,12 @@ pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {
         .await
         .db()?;
     let tx = client.transaction().await.db()?;
+    // A migration that rebuilds an index or reads the access log whole
+    // (16, 18) takes about a second a million records: on a large log that
+    // outlasts the pool's statement timeout, and the node would never start.
+    tx.batch_execute("SET LOCAL statement_timeout = 0")
+        .await
+        .db()?;
     let current: i64 = tx
         .query_one(
             "SELECT version FROM cpis_schema WHERE id = 1 FOR UPDATE",
@@ -119,6 +125,8 @@ mod tests {
 
     use cpis_domain::{AccessRecord, OdsCode};
     use cpis_store::conformance::{test_access, test_nhs_number};
+    use cpis_store::encoding::REPORT_BUCKET_SHIFT;
+    use cpis_store::log::id_at;
     use cpis_store::{AccessFilter, AccessQuery, Store};
     use time::macros::datetime;
     use time::{Duration, OffsetDateTime};
@@ -129,14 +137,15 @@ mod tests {
     /// Migration 18 buckets looks as the reports read them.
     #[test]
     fn migration_0018_buckets_as_the_reports_read() {
-        let shifted = format!("at >> {}", cpis_store::encoding::REPORT_BUCKET_SHIFT);
+        let shifted = format!("at >> {REPORT_BUCKET_SHIFT}");
         let migration = include_str!("../migrations/0018_reports_by_time_bucket.sql");
         assert_eq!(migration.matches(&shifted).count(), 4);
     }
 
     /// Migration 18 buckets the looks already recorded and every look
     /// written after it, so that the reports that now read by bucket still
-    /// find every one of them.
+    /// find every one of them, and retention removes only the buckets of
+    /// looks it removed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn migration_0018_buckets_every_look_before_and_after_it() {
         let Some(schema) = TestSchema::new("the migration 18 test") else {
@@ -151,73 +160,95 @@ mod tests {
         client
             .batch_execute(
                 "CREATE TABLE cpis_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL);
-                            INSERT INTO cpis_schema (id, version) VALUES (1, 17);",
+                 INSERT INTO cpis_schema (id, version) VALUES (1, 17);",
             )
             .await
             .unwrap();
         for (_, sql) in MIGRATIONS.iter().filter(|(version, _)| *version <= 17) {
             client.batch_execute(sql).await.unwrap();
         }
-        // Three users of two organisations, over a few minutes: many
-        // buckets, some shared.
+        // Three users of two organisations, a look a second: many buckets,
+        // most holding more than one look of a user and of an organisation.
         let start = datetime!(2026-12-08 09:00 UTC);
-        let looks: Vec<_> = (0..60)
+        let mut looks: Vec<_> = (0..60)
             .map(|n| {
-                let at = start + Duration::seconds(i64::from(n) * 7);
+                let at = start + Duration::seconds(i64::from(n));
                 let mut look = test_access(test_nhs_number(n), at, n % 5 != 0);
-                look.id = cpis_store::log::id_at(at);
                 look.user_id = format!("55500000000{}", n % 3);
                 look.organisation_code =
                     OdsCode::parse(["X99ED", "ZZB02"][n as usize % 2]).unwrap();
                 look
             })
             .collect();
-        let insert = |look: &AccessRecord| {
-            let client = &client;
-            let look = look.clone();
-            async move {
-                client
+        // A record of cpis's first days: its id from the clock just before
+        // its time, here across the start of a bucket.
+        let bucket_start = |at: OffsetDateTime| {
+            let micros = crate::rows::micros(at) >> REPORT_BUCKET_SHIFT << REPORT_BUCKET_SHIFT;
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).unwrap()
+        };
+        let lagging = &mut looks[55];
+        lagging.at = bucket_start(lagging.at) + Duration::milliseconds(100);
+        lagging.id = id_at(lagging.at - Duration::milliseconds(900));
+        // Each batch in one statement, as the looks' own is.
+        let insert =
+            |looks: &[AccessRecord]| {
+                let column =
+                    |f: fn(&AccessRecord) -> String| looks.iter().map(f).collect::<Vec<_>>();
+                let ids: Vec<_> = looks.iter().map(|look| look.id).collect();
+                let times: Vec<_> = looks
+                    .iter()
+                    .map(|look| crate::rows::micros(look.at))
+                    .collect();
+                let numbers: Vec<_> = looks
+                    .iter()
+                    .map(|look| crate::rows::nhs(look.nhs_number))
+                    .collect();
+                let unscheduled: Vec<_> = looks.iter().map(|look| look.unscheduled).collect();
+                let texts = [
+                    column(|look| look.user_id.clone()),
+                    column(|look| look.user_name.clone()),
+                    column(|look| look.role_code.clone()),
+                    column(|look| look.role_name.clone()),
+                    column(|look| look.activity_code.clone()),
+                    column(|look| look.organisation_code.as_str().to_owned()),
+                    column(|look| look.organisation_name.clone()),
+                    column(|look| look.setting_type.code().to_owned()),
+                    column(|look| look.request_id.clone()),
+                ];
+                let client = &client;
+                async move {
+                    client
                     .execute(
                         "INSERT INTO access_log (id, at, nhs_number, user_id, user_name, role_code,
-                         role_name, activity_code, organisation_code, organisation_name,
-                         setting_type, unscheduled, returned, request_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, '[]', $13)",
+                             role_name, activity_code, organisation_code, organisation_name,
+                             setting_type, unscheduled, returned, request_id)
+                         SELECT i, a, n, u, un, rc, rn, ac, oc, o, st, s, '[]', r
+                         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[],
+                             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                             $10::text[], $11::text[], $12::boolean[], $13::text[])
+                             AS l (i, a, n, u, un, rc, rn, ac, oc, o, st, s, r)",
                         &[
-                            &look.id,
-                            &crate::rows::micros(look.at),
-                            &crate::rows::nhs(look.nhs_number),
-                            &look.user_id,
-                            &look.user_name,
-                            &look.role_code,
-                            &look.role_name,
-                            &look.activity_code,
-                            &look.organisation_code.as_str(),
-                            &look.organisation_name,
-                            &look.setting_type.code(),
-                            &look.unscheduled,
-                            &look.request_id,
+                            &ids, &times, &numbers, &texts[0], &texts[1], &texts[2], &texts[3],
+                            &texts[4], &texts[5], &texts[6], &texts[7], &unscheduled, &texts[8],
                         ],
                     )
                     .await
                     .unwrap();
-            }
-        };
-        let (before, after) = looks.split_at(50);
-        for look in before {
-            insert(look).await;
-        }
+                }
+            };
+        let (before, after) = looks.split_at(45);
+        insert(before).await;
         let store = schema.store().await;
         // Written after the migration by a statement of its own, as a node
         // of an older cpis still running would: bucketed all the same.
-        for look in after {
-            insert(look).await;
-        }
+        insert(after).await;
         let version: i64 = client
             .query_one("SELECT version FROM cpis_schema WHERE id = 1", &[])
             .await
             .unwrap()
             .get(0);
         assert_eq!(version, super::newest());
+
         let query = |filter| AccessQuery {
             filter,
             from: OffsetDateTime::UNIX_EPOCH,
@@ -225,30 +256,74 @@ mod tests {
             after: None,
             limit: 1000,
         };
-        let filters = (0..3)
+        let filters: Vec<AccessFilter> = (0..3)
             .map(|n| AccessFilter::User(format!("55500000000{n}")))
             .chain(
                 ["X99ED", "ZZB02"]
                     .map(|code| AccessFilter::Organisation(OdsCode::parse(code).unwrap())),
-            );
-        for filter in filters {
-            let expected: Vec<_> = looks
-                .iter()
-                .filter(|look| match &filter {
-                    AccessFilter::User(user) => look.user_id == *user,
-                    AccessFilter::Organisation(code) => look.organisation_code == *code,
-                    AccessFilter::NhsNumber(_) => unreachable!(),
-                })
-                .map(|look| look.id)
-                .collect();
-            let found: Vec<_> = store
-                .accesses(query(filter.clone()))
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|look| look.id)
-                .collect();
-            assert_eq!(found, expected, "{filter:?}");
-        }
+            )
+            .collect();
+        let check = |kept: Vec<AccessRecord>| {
+            let store = &store;
+            let filters = filters.clone();
+            async move {
+                for filter in filters {
+                    let mut expected: Vec<_> = kept
+                        .iter()
+                        .filter(|look| match &filter {
+                            AccessFilter::User(user) => look.user_id == *user,
+                            AccessFilter::Organisation(code) => look.organisation_code == *code,
+                            AccessFilter::NhsNumber(_) => unreachable!(),
+                        })
+                        .map(|look| (look.at, look.id))
+                        .collect();
+                    expected.sort();
+                    let found: Vec<_> = store
+                        .accesses(query(filter.clone()))
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|look| (look.at, look.id))
+                        .collect();
+                    assert_eq!(found, expected, "{filter:?}");
+                }
+            }
+        };
+        check(looks.clone()).await;
+
+        let buckets_before = |at: OffsetDateTime| {
+            let client = &client;
+            let bucket = crate::rows::micros(at) >> REPORT_BUCKET_SHIFT;
+            async move {
+                client
+                    .query_one(
+                        "SELECT (SELECT count(*) FROM access_user_bucket WHERE bucket < $1)
+                              + (SELECT count(*) FROM access_organisation_bucket WHERE bucket < $1)",
+                        &[&bucket],
+                    )
+                    .await
+                    .unwrap()
+                    .get::<_, i64>(0)
+            }
+        };
+        let cut = start + Duration::seconds(30);
+        assert!(buckets_before(cut).await > 0);
+        let retention = cpis_store::log::RetentionRecord {
+            id: uuid::Uuid::now_v7(),
+            at: start + Duration::days(1),
+            access_before: cut,
+            plans_withdrawn_before: start.date(),
+            plans_ended_before: start.date(),
+            removed_access: 0,
+            removed_plans: 0,
+        };
+        let removed = store.apply_retention(retention).await.unwrap();
+        assert_eq!(removed.removed_access, 30);
+        assert_eq!(
+            buckets_before(bucket_start(cut)).await,
+            0,
+            "old buckets stay"
+        );
+        check(looks[30..].to_vec()).await;
     }
 }

@@ -154,22 +154,12 @@ pub fn id_at(at: OffsetDateTime) -> Uuid {
     ))
 }
 
-/// How far an access record's time may lie after the time its id carries.
-/// Records are written with `id_at(at)`, exact to the millisecond; those of
-/// cpis's first days took their id from the clock just before their time.
-/// A reader that finds records of a span of time by their ids widens the
-/// span by this much.
+/// How far an access record's time may lie after the time its id carries
+/// (never before it). Records are written with `id_at(at)`, exact to the
+/// millisecond; those of cpis's first days took their id from the clock
+/// just before their time. A reader that finds the records of a span of
+/// time by their ids starts that many earlier.
 pub const ID_TIME_SLACK: time::Duration = time::Duration::seconds(1);
-
-/// The time a UUIDv7 carries, to the millisecond; `None` for another kind
-/// of UUID.
-pub fn id_time(id: Uuid) -> Option<OffsetDateTime> {
-    let (seconds, nanos) = id.get_timestamp()?.to_unix();
-    let seconds = i64::try_from(seconds).ok()?;
-    OffsetDateTime::from_unix_timestamp(seconds)
-        .ok()
-        .map(|at| at + time::Duration::nanoseconds(i64::from(nanos)))
-}
 
 /// The smallest UUIDv7 of the millisecond `at` falls in: every id made
 /// before `at` sorts below it. Access records are found for removal by id,
