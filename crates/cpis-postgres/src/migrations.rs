@@ -78,20 +78,22 @@ pub(crate) async fn apply(client: &mut Object) -> StoreResult<()> {
         .await
         .or_else(ignore_concurrent_create)
         .db()?;
-    client
-        .execute(
-            "INSERT INTO cpis_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
-            &[],
-        )
-        .await
-        .db()?;
     let tx = client.transaction().await.db()?;
     // A migration that rebuilds an index or reads the access log whole
     // (16, 18) takes about a second a million records: on a large log that
-    // outlasts the pool's statement timeout, and the node would never start.
+    // outlasts the pool's statement timeout, and the node would never
+    // start. A node starting meanwhile waits for it here, in the insert
+    // (the row is the migrating transaction's) or in the lock, so its
+    // statements have no timeout either.
     tx.batch_execute("SET LOCAL statement_timeout = 0")
         .await
         .db()?;
+    tx.execute(
+        "INSERT INTO cpis_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+        &[],
+    )
+    .await
+    .db()?;
     let current: i64 = tx
         .query_one(
             "SELECT version FROM cpis_schema WHERE id = 1 FOR UPDATE",
@@ -125,7 +127,7 @@ mod tests {
 
     use cpis_domain::{AccessRecord, OdsCode};
     use cpis_store::conformance::{test_access, test_nhs_number};
-    use cpis_store::encoding::REPORT_BUCKET_SHIFT;
+    use cpis_store::encoding::{REPORT_BUCKET_SHIFT, from_micros};
     use cpis_store::log::id_at;
     use cpis_store::{AccessFilter, AccessQuery, Store};
     use time::macros::datetime;
@@ -189,6 +191,35 @@ mod tests {
         let lagging = &mut looks[55];
         lagging.at = bucket_start(lagging.at) + Duration::milliseconds(100);
         lagging.id = id_at(lagging.at - Duration::milliseconds(900));
+        // Bucket edges fall within a millisecond, not on one. A look in the
+        // millisecond a bucket ends in, before the end: its id is of that
+        // millisecond too.
+        let edge_after = |at: OffsetDateTime| {
+            let bucket = crate::rows::micros(at) >> REPORT_BUCKET_SHIFT;
+            from_micros((bucket + 1) << REPORT_BUCKET_SHIFT).unwrap()
+        };
+        let floor_ms =
+            |at: OffsetDateTime| at - Duration::microseconds(i64::from(at.microsecond() % 1000));
+        let ending = edge_after(start + Duration::seconds(42));
+        assert!(
+            floor_ms(ending) < ending,
+            "the edge is within a millisecond"
+        );
+        let mut look = test_access(test_nhs_number(60), floor_ms(ending), true);
+        look.user_id = "555000000000".to_owned();
+        looks.push(look);
+        // Retention's cut just after a bucket's edge, in the same
+        // millisecond, and a look it keeps before the edge: its id is of the
+        // cut's millisecond, its bucket the one before the cut's.
+        let edge = edge_after(start + Duration::seconds(30));
+        let cut = edge + Duration::microseconds(200);
+        assert!(
+            floor_ms(cut) < edge,
+            "the cut shares the edge's millisecond"
+        );
+        let mut look = test_access(test_nhs_number(61), floor_ms(cut), true);
+        look.user_id = "555000000001".to_owned();
+        looks.push(look);
         // Each batch in one statement, as the looks' own is.
         let insert =
             |looks: &[AccessRecord]| {
@@ -306,7 +337,6 @@ mod tests {
                     .get::<_, i64>(0)
             }
         };
-        let cut = start + Duration::seconds(30);
         assert!(buckets_before(cut).await > 0);
         let retention = cpis_store::log::RetentionRecord {
             id: uuid::Uuid::now_v7(),
@@ -318,12 +348,16 @@ mod tests {
             removed_plans: 0,
         };
         let removed = store.apply_retention(retention).await.unwrap();
-        assert_eq!(removed.removed_access, 30);
+        let (gone, kept): (Vec<_>, Vec<_>) = looks
+            .iter()
+            .cloned()
+            .partition(|look| look.id < cpis_store::log::first_id_at(cut));
+        assert_eq!(removed.removed_access, gone.len() as u64);
         assert_eq!(
-            buckets_before(bucket_start(cut)).await,
+            buckets_before(bucket_start(cut) - Duration::microseconds(1)).await,
             0,
             "old buckets stay"
         );
-        check(looks[30..].to_vec()).await;
+        check(kept).await;
     }
 }
