@@ -18,7 +18,7 @@ use std::time::Duration;
 use cpis_domain::{
     AccessRecord, Attendance, LaCode, LocalAuthority, NhsNumber, OdsCode, Organisation, Plan,
 };
-use cpis_store::encoding::{BucketWalk, corrupt, from_micros, report_bucket};
+use cpis_store::encoding::{BucketWalk, corrupt, from_micros, report_bucket, report_cursor};
 use cpis_store::log::{
     self, Checkpoint, LogEntry, LogKind, LogLeaf, LoggedRecord, ReportRecord, RetentionRecord,
 };
@@ -1050,7 +1050,7 @@ impl Store for PgStore {
         let client = self.client().await?;
         match &query.filter {
             AccessFilter::NhsNumber(number) => {
-                let (after_at, after_id) = cursor(&query);
+                let (after_at, after_id) = report_cursor(&query);
                 let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
                 let (from, to) = (micros(query.from), micros(query.to));
                 let rows = client
@@ -1420,14 +1420,6 @@ impl Store for PgStore {
     }
 }
 
-/// A report page's cursor as the statements bind it: from the beginning of
-/// time on a first page.
-fn cursor(query: &AccessQuery) -> (i64, Uuid) {
-    query
-        .after
-        .map_or((i64::MIN, Uuid::nil()), |(at, id)| (micros(at), id))
-}
-
 /// How many of a subject's buckets a report reads at a time.
 const BUCKETS_AT_A_TIME: usize = 64;
 
@@ -1447,7 +1439,7 @@ async fn accesses_by_bucket(
     let Some(walk) = BucketWalk::of(query) else {
         return Ok(page);
     };
-    let (after_at, after_id) = cursor(query);
+    let (after_at, after_id) = report_cursor(query);
     // The subject's buckets a chunk at a time, as the page needs them: a
     // busy organisation has thousands a day, and a report's range has no
     // limit.

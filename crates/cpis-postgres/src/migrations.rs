@@ -185,8 +185,8 @@ mod tests {
         // A record of cpis's first days: its id from the clock just before
         // its time, here across the start of a bucket.
         let bucket_start = |at: OffsetDateTime| {
-            let micros = crate::rows::micros(at) >> REPORT_BUCKET_SHIFT << REPORT_BUCKET_SHIFT;
-            OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).unwrap()
+            from_micros(crate::rows::micros(at) >> REPORT_BUCKET_SHIFT << REPORT_BUCKET_SHIFT)
+                .unwrap()
         };
         let lagging = &mut looks[55];
         lagging.at = bucket_start(lagging.at) + Duration::milliseconds(100);

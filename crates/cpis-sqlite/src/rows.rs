@@ -47,7 +47,9 @@ fn store_error(error: rusqlite::Error) -> StoreError {
     }
 }
 
-use cpis_store::encoding::{BucketWalk, corrupt, from_micros, nhs_from, report_bucket};
+use cpis_store::encoding::{
+    BucketWalk, corrupt, from_micros, nhs_from, report_bucket, report_cursor,
+};
 pub(crate) use cpis_store::encoding::{micros, nhs};
 
 fn date_from(value: &str) -> StoreResult<Date> {
@@ -385,21 +387,13 @@ impl BucketedSubject {
     }
 }
 
-/// A report page's cursor as the statements bind it: from the beginning of
-/// time on a first page.
-fn cursor(query: &AccessQuery) -> (i64, Uuid) {
-    query
-        .after
-        .map_or((i64::MIN, Uuid::nil()), |(at, id)| (micros(at), id))
-}
-
 /// One page of a report by NHS number, through the child's index.
 pub(crate) fn accesses_of_child(
     conn: &Connection,
     number: NhsNumber,
     query: &AccessQuery,
 ) -> StoreResult<Vec<AccessRecord>> {
-    let (after_at, after_id) = cursor(query);
+    let (after_at, after_id) = report_cursor(query);
     conn.prepare_cached(&format!(
         "{SELECT_ACCESS} WHERE nhs_number = ?1 AND at >= ?2 AND at < ?3 AND (at, id) > (?4, ?5)
          ORDER BY at, id LIMIT ?6"
@@ -441,7 +435,7 @@ pub(crate) fn accesses_by_bucket(
     subject: &BucketedSubject,
     query: &AccessQuery,
 ) -> StoreResult<Vec<AccessRecord>> {
-    let (after_at, after_id) = cursor(query);
+    let (after_at, after_id) = report_cursor(query);
     let mut page = Vec::new();
     let Some(walk) = BucketWalk::of(query) else {
         return Ok(page);

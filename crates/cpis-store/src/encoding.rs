@@ -42,6 +42,15 @@ pub fn report_bucket(at_micros: i64) -> i64 {
     at_micros >> REPORT_BUCKET_SHIFT
 }
 
+/// A report page's cursor as both stores' statements bind it, `(at, id)`
+/// with the time in microseconds: from the beginning of time on a first
+/// page.
+pub fn report_cursor(query: &crate::AccessQuery) -> (i64, uuid::Uuid) {
+    query
+        .after
+        .map_or((i64::MIN, uuid::Uuid::nil()), |(at, id)| (micros(at), id))
+}
+
 /// The buckets one page of a report by user or organisation walks, in
 /// order, and the part of each it reads: buckets split time, so the looks
 /// of bucket after bucket, each in `(at, id)` order, are in order across
